@@ -1,0 +1,183 @@
+"""I3D ResNet-50 in two flavours built from pytorchvideo's builders: the Caffe2 baseline and pytorchvideo's i3d_r50.
+
+Both share the bottleneck pattern and the state-dict layout (pytorchvideo's `blocks.*` names); they differ in the
+stem and the head. Weight files are read elsewhere (`extractors.weights`); this module only renames keys.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import torch
+from torch import nn
+from pytorchvideo.models.resnet import create_resnet
+from pytorchvideo.models.stem import create_res_basic_stem
+
+FEATURE_DIM = 2048
+
+# Temporal kernel of each bottleneck's first 1x1 conv, repeated to the stage depth (3, 4, 6, 3):
+# res2 3,3,3; res3 3,1,3,1; res4 3,1,3,1,3,1; res5 1,3,1.
+_CONV_A_KERNELS = (
+    (3, 1, 1),
+    [(3, 1, 1), (1, 1, 1)],
+    [(3, 1, 1), (1, 1, 1)],
+    [(1, 1, 1), (3, 1, 1)],
+)
+
+
+def _unpadded_pool_stem(**kwargs) -> nn.Module:
+    """pytorchvideo's basic stem with an unpadded max-pool (create_resnet always pads the pool by kernel // 2)."""
+    kwargs["pool_padding"] = (0, 0, 0)
+    return create_res_basic_stem(**kwargs)
+
+
+class I3DResNet(nn.Module):
+    """I3D ResNet-50: `blocks` 0 stem, 1 res2, 2 temporal max-pool, 3-5 res3-res5, 6 classifier head."""
+
+    feature_dim = FEATURE_DIM
+
+    def __init__(self, blocks: nn.ModuleList):
+        super().__init__()
+        self.blocks = blocks
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised clips [B, 3, T, H, W] -> last-stage map [B, 2048, T', H', W'] (T' = T/8 Caffe2, T/2 ptv)."""
+        for block in self.blocks[:-1]:
+            x = block(x)
+        return x
+
+    def pool_features(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Global average of the last-stage map -> [B, 2048] (the RTFM clip feature)."""
+        return fmap.mean(dim=(2, 3, 4))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised clips [B, 3, T, H, W] -> clip features [B, 2048]."""
+        return self.pool_features(self.forward_features(x))
+
+    def forward_head(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Last-stage map -> class logits [B, num_classes] (no softmax)."""
+        return self.blocks[-1](fmap)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _build(stem_conv_stride, stem_pool_kernel_size, stem_pool_stride, stem, head_pool, head_pool_kernel_size,
+           num_classes: int, dropout: float) -> I3DResNet:
+    net = create_resnet(
+        input_channel=3,
+        model_depth=50,
+        model_num_class=num_classes,
+        dropout_rate=dropout,
+        activation=functools.partial(nn.ReLU, inplace=True),
+        stem_dim_out=64,
+        stem_conv_kernel_size=(5, 7, 7),
+        stem_conv_stride=stem_conv_stride,
+        stem_pool=nn.MaxPool3d,
+        stem_pool_kernel_size=stem_pool_kernel_size,
+        stem_pool_stride=stem_pool_stride,
+        stem=stem,
+        stage1_pool=nn.MaxPool3d,
+        stage1_pool_kernel_size=(2, 1, 1),
+        stage_conv_a_kernel_size=_CONV_A_KERNELS,
+        head_pool=head_pool,
+        head_pool_kernel_size=head_pool_kernel_size,
+        head_output_size=(1, 1, 1),
+        head_output_with_global_average=True,
+    )
+    return I3DResNet(net.blocks)
+
+
+def i3d_r50_caffe2(num_classes: int = 400, dropout: float = 0.5) -> I3DResNet:
+    """Caffe2 video-nonlocal-net I3D-R50 baseline (Tushar-N port): the network behind the RTFM/MGFN features.
+
+    Stem conv 5x7x7 stride (2,2,2) pad (2,3,3), max-pool (2,3,3) stride (2,2,2) unpadded; head = global average -> fc.
+    16x224x224 -> [2048, 2, 7, 7].
+    """
+    return _build(stem_conv_stride=(2, 2, 2), stem_pool_kernel_size=(2, 3, 3), stem_pool_stride=(2, 2, 2),
+                  stem=_unpadded_pool_stem, head_pool=nn.AdaptiveAvgPool3d, head_pool_kernel_size=(1, 1, 1),
+                  num_classes=num_classes, dropout=dropout)
+
+
+def i3d_r50_ptv(num_classes: int = 400, dropout: float = 0.5) -> I3DResNet:
+    """pytorchvideo `i3d_r50` (I3D_8x8_R50.pyth): stem stride (1,2,2), pool (1,3,3) pad (0,1,1).
+
+    Head = AvgPool3d(4,7,7) stride 1 -> fc per position -> mean, exactly as pytorchvideo computes its logits.
+    16x224x224 -> [2048, 8, 7, 7].
+    """
+    return _build(stem_conv_stride=(1, 2, 2), stem_pool_kernel_size=(1, 3, 3), stem_pool_stride=(1, 2, 2),
+                  stem=create_res_basic_stem, head_pool=nn.AvgPool3d, head_pool_kernel_size=(4, 7, 7),
+                  num_classes=num_classes, dropout=dropout)
+
+
+# ---- state-dict key names -------------------------------------------------------------------------------------
+# Ours are pytorchvideo's names, so pytorchvideo checkpoints load as they are.
+
+_STAGE_TO_BLOCK = {"1": "1", "2": "3", "3": "4", "4": "5"}
+_BLOCK_TO_STAGE = {v: k for k, v in _STAGE_TO_BLOCK.items()}
+_ABC = {"1": "a", "2": "b", "3": "c"}
+_NUM = {v: k for k, v in _ABC.items()}
+
+_TUSHAR_RULES = [
+    (re.compile(r"^conv1\.(.+)$"), lambda m: f"blocks.0.conv.{m[1]}"),
+    (re.compile(r"^bn1\.(.+)$"), lambda m: f"blocks.0.norm.{m[1]}"),
+    (re.compile(r"^layer([1-4])\.(\d+)\.conv([123])\.(.+)$"),
+     lambda m: f"blocks.{_STAGE_TO_BLOCK[m[1]]}.res_blocks.{m[2]}.branch2.conv_{_ABC[m[3]]}.{m[4]}"),
+    (re.compile(r"^layer([1-4])\.(\d+)\.bn([123])\.(.+)$"),
+     lambda m: f"blocks.{_STAGE_TO_BLOCK[m[1]]}.res_blocks.{m[2]}.branch2.norm_{_ABC[m[3]]}.{m[4]}"),
+    (re.compile(r"^layer([1-4])\.(\d+)\.downsample\.0\.(.+)$"),
+     lambda m: f"blocks.{_STAGE_TO_BLOCK[m[1]]}.res_blocks.{m[2]}.branch1_conv.{m[3]}"),
+    (re.compile(r"^layer([1-4])\.(\d+)\.downsample\.1\.(.+)$"),
+     lambda m: f"blocks.{_STAGE_TO_BLOCK[m[1]]}.res_blocks.{m[2]}.branch1_norm.{m[3]}"),
+    (re.compile(r"^fc\.(.+)$"), lambda m: f"blocks.6.proj.{m[1]}"),
+]
+
+_OURS_RULES = [
+    (re.compile(r"^blocks\.0\.conv\.(.+)$"), lambda m: f"conv1.{m[1]}"),
+    (re.compile(r"^blocks\.0\.norm\.(.+)$"), lambda m: f"bn1.{m[1]}"),
+    (re.compile(r"^blocks\.([1345])\.res_blocks\.(\d+)\.branch2\.conv_([abc])\.(.+)$"),
+     lambda m: f"layer{_BLOCK_TO_STAGE[m[1]]}.{m[2]}.conv{_NUM[m[3]]}.{m[4]}"),
+    (re.compile(r"^blocks\.([1345])\.res_blocks\.(\d+)\.branch2\.norm_([abc])\.(.+)$"),
+     lambda m: f"layer{_BLOCK_TO_STAGE[m[1]]}.{m[2]}.bn{_NUM[m[3]]}.{m[4]}"),
+    (re.compile(r"^blocks\.([1345])\.res_blocks\.(\d+)\.branch1_conv\.(.+)$"),
+     lambda m: f"layer{_BLOCK_TO_STAGE[m[1]]}.{m[2]}.downsample.0.{m[3]}"),
+    (re.compile(r"^blocks\.([1345])\.res_blocks\.(\d+)\.branch1_norm\.(.+)$"),
+     lambda m: f"layer{_BLOCK_TO_STAGE[m[1]]}.{m[2]}.downsample.1.{m[3]}"),
+    (re.compile(r"^blocks\.6\.proj\.(.+)$"), lambda m: f"fc.{m[1]}"),
+]
+
+
+def _rename(key: str, rules) -> str:
+    for pattern, repl in rules:
+        m = pattern.match(key)
+        if m:
+            return repl(m)
+    raise KeyError(f"no rename rule for state-dict key {key!r}")
+
+
+def tushar_key_to_ours(key: str) -> str:
+    """Tushar-N `I3Res50` key (`layer1.0.conv1.weight`) -> ours (`blocks.1.res_blocks.0.branch2.conv_a.weight`)."""
+    return _rename(key, _TUSHAR_RULES)
+
+
+def ours_key_to_tushar(key: str) -> str:
+    """Inverse of `tushar_key_to_ours`."""
+    return _rename(key, _OURS_RULES)
+
+
+def ptv_key_to_ours(key: str) -> str:
+    """pytorchvideo `i3d_r50` key -> ours (the same names; kept so callers need not know that)."""
+    return key
+
+
+def ours_key_to_ptv(key: str) -> str:
+    """Inverse of `ptv_key_to_ours`."""
+    return key
+
+
+def is_tushar_state_dict(state_dict: dict) -> bool:
+    return "conv1.weight" in state_dict and "layer4.2.conv3.weight" in state_dict
+
+
+def is_ptv_state_dict(state_dict: dict) -> bool:
+    return "blocks.0.conv.weight" in state_dict and "blocks.5.res_blocks.2.branch2.conv_c.weight" in state_dict

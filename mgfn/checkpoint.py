@@ -1,0 +1,141 @@
+"""Checkpoints: our format (a plain dict) and the official MGFN state dict (`mgfn_ucf.pkl`).
+
+Ours: {"format": "mgfn-vad/1", "model": state_dict, "model_config": {...}, "optimizer": ..., "epoch": int,
+"train_config": {...}, "provenance": {...}, ...}. Everything loads with `torch.load(weights_only=True)`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from mgfn.errors import InputError
+from mgfn.model import MGFN, MGFNConfig
+
+FORMAT = "mgfn-vad/1"
+
+# reference key pattern -> our key pattern (applied after stripping a leading `module.`)
+_REFERENCE_TO_OURS = [
+    (r"^to_tokens\.", "fam.to_tokens."),
+    (r"^to_mag\.", "fam.to_mag."),
+    (r"^stages\.(\d+)\.0\.layers\.(\d+)\.0\.", r"stages.\1.layers.\2.conv."),
+    (r"^stages\.(\d+)\.0\.layers\.(\d+)\.1\.", r"stages.\1.layers.\2.block."),
+    (r"^stages\.(\d+)\.0\.layers\.(\d+)\.2\.0\.", r"stages.\1.layers.\2.ff.norm."),
+    (r"^stages\.(\d+)\.0\.layers\.(\d+)\.2\.1\.", r"stages.\1.layers.\2.ff.expand."),
+    (r"^stages\.(\d+)\.0\.layers\.(\d+)\.2\.4\.", r"stages.\1.layers.\2.ff.project."),
+    (r"^stages\.(\d+)\.1\.0\.", r"stages.\1.transition.norm."),
+    (r"^stages\.(\d+)\.1\.1\.", r"stages.\1.transition.proj."),
+    (r"^to_logits\.0\.", "head.norm."),
+    (r"^fc\.", "head.fc."),
+]
+
+
+def reference_to_ours(state: dict) -> dict:
+    """Rename official MGFN state-dict keys (optionally `module.`-prefixed) to ours."""
+    out = {}
+    for key, value in state.items():
+        new = key[len("module."):] if key.startswith("module.") else key
+        for pattern, repl in _REFERENCE_TO_OURS:
+            new, n = re.subn(pattern, repl, new)
+            if n:
+                break
+        else:
+            raise InputError(f"unexpected key {key!r} in MGFN state dict")
+        out[new] = value
+    return out
+
+
+def infer_config(state: dict, **overrides) -> MGFNConfig:
+    """Recover the architecture from our state-dict keys and shapes."""
+    try:
+        feature_size = state["fam.to_tokens.weight"].shape[1]
+        n_stages = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("stages."))
+        dims, depths, types = [], [], []
+        for s in range(n_stages):
+            layers = {int(k.split(".")[3]) for k in state if k.startswith(f"stages.{s}.layers.")}
+            dims.append(state[f"stages.{s}.layers.0.conv.weight"].shape[0])
+            depths.append(len(layers))
+            types.append("glance" if f"stages.{s}.layers.0.block.to_qkv.weight" in state else "focus")
+        ff_mult = state["stages.0.layers.0.ff.expand.weight"].shape[0] // dims[0]
+        kernel = next((state[k].shape[-1] for k in state if k.endswith("block.rel_pos.weight")), 5)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InputError(f"not an MGFN state dict (missing {exc})") from None
+    cfg = dict(feature_size=feature_size, dims=tuple(dims), depths=tuple(depths), block_types=tuple(types),
+               ff_mult=ff_mult, focus_kernel=kernel)
+    cfg.update(overrides)
+    return MGFNConfig(**cfg)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path, model: MGFN, **extra) -> None:
+    """Write our checkpoint atomically (temporary file, then rename)."""
+    obj = {"format": FORMAT, "model": model.state_dict(), "model_config": model.config.to_dict()}
+    obj.update(extra)
+    _atomic_save(obj, Path(path))
+
+
+def read_checkpoint(path) -> dict:
+    """Load our checkpoint or an official state dict, returning our dict format."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise InputError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return obj
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = reference_to_ours(obj)
+        return {"format": FORMAT, "model": state, "model_config": infer_config(state).to_dict(),
+                "provenance": {"source": f"official MGFN state dict {path.name}"}}
+    raise InputError(f"{path}: neither an mgfn-vad checkpoint nor an MGFN state dict")
+
+
+def load_model(path, device="cpu", expect_feature_size: int | None = None, **config_overrides) -> tuple[MGFN, dict]:
+    """Build the model from a checkpoint (ours or official); returns (model in eval mode, checkpoint dict)."""
+    ckpt = read_checkpoint(path)
+    cfg_dict = dict(ckpt["model_config"])
+    cfg_dict.update(config_overrides)
+    cfg = MGFNConfig(**cfg_dict)
+    if expect_feature_size is not None and cfg.feature_size != expect_feature_size:
+        raise InputError(f"{path}: checkpoint expects {cfg.feature_size}-d features, the data has {expect_feature_size}-d")
+    model = MGFN(cfg)
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise InputError(f"{path}: state dict does not match the architecture "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.to(device).eval(), ckpt
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("file", help="official MGFN state dict (e.g. mgfn_ucf.pkl; `module.` prefixes allowed)")
+    parser.add_argument("--out", required=True, help="where to write our checkpoint (e.g. model.pt)")
+
+
+def main(args) -> int:
+    ckpt = read_checkpoint(args.file)
+    model, _ = load_model(args.file)
+    save_checkpoint(args.out, model, provenance=ckpt.get("provenance", {}), epoch=ckpt.get("epoch"))
+    cfg = model.config
+    print(f"wrote {args.out}: MGFN {cfg.feature_size}-d, dims {list(cfg.dims)}, depths {list(cfg.depths)}, "
+          f"blocks {list(cfg.block_types)}")
+    return 0

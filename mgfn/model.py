@@ -1,0 +1,272 @@
+"""MGFN: Magnitude-Contrastive Glance-and-Focus Network (Chen et al., AAAI 2023), as the reference code computes it.
+
+Input per video: `[crops, T, D + 1]` clip features whose last channel is the feature magnitude (L2 norm).
+Read top to bottom: FeatureAmplification -> three stages of (Glance | Focus) layers -> Head -> top-k
+magnitude selection. Parameter names differ from the reference; `mgfn.checkpoint` maps them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class MGFNConfig:
+    """Architecture of one MGFN; defaults are the reference's."""
+
+    feature_size: int = 2048            # D, without the magnitude channel
+    dims: tuple[int, ...] = (64, 128, 1024)
+    depths: tuple[int, ...] = (3, 3, 2)
+    block_types: tuple[str, ...] = ("glance", "focus", "focus")
+    dim_head: int = 64
+    ff_mult: int = 4
+    focus_kernel: int = 5
+    mag_ratio: float = 0.1
+    k: int = 3                          # top-k snippets by magnitude
+    dropout_rate: float = 0.7           # dropout on the selection mask (training only)
+    ff_dropout: float = 0.0
+
+    def __post_init__(self):
+        self.dims, self.depths = tuple(int(d) for d in self.dims), tuple(int(d) for d in self.depths)
+        aliases = {"gb": "glance", "fb": "focus"}
+        self.block_types = tuple(aliases.get(t.lower(), t.lower()) for t in self.block_types)
+        if not (len(self.dims) == len(self.depths) == len(self.block_types)):
+            raise ValueError("dims, depths and block_types must have the same length")
+        if any(t not in ("glance", "focus") for t in self.block_types):
+            raise ValueError(f"block types must be glance/focus (gb/fb), got {self.block_types}")
+        if any(d % self.dim_head for d in self.dims):
+            raise ValueError(f"every width in {self.dims} must be a multiple of dim_head={self.dim_head}")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over channels of `[N, C, T]`; eps is added to the standard deviation, as in the reference."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.g = nn.Parameter(torch.ones(1, dim, 1))
+        self.b = nn.Parameter(torch.zeros(1, dim, 1))
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
+        return (x - mean) / (var.sqrt() + self.eps) * self.g + self.b
+
+
+class FeedForward(nn.Module):
+    """Channel LayerNorm -> 1x1 conv to ff_mult*d -> GELU -> 1x1 conv back to d."""
+
+    def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0):
+        super().__init__()
+        self.norm = ChannelLayerNorm(dim)
+        self.expand = nn.Conv1d(dim, dim * mult, 1)
+        self.dropout = nn.Dropout(dropout)
+        self.project = nn.Conv1d(dim * mult, dim, 1)
+
+    def forward(self, x):
+        return self.project(self.dropout(F.gelu(self.expand(self.norm(x)))))
+
+
+class GlanceBlock(nn.Module):
+    """Global self-attention over time (the video-level 'glance'), heads of width dim_head."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int = 64):
+        super().__init__()
+        self.heads, self.dim_head = heads, dim_head
+        self.norm = ChannelLayerNorm(dim)
+        self.to_qkv = nn.Conv1d(dim, 3 * heads * dim_head, 1, bias=False)
+        self.to_out = nn.Conv1d(heads * dim_head, dim, 1)
+
+    def forward(self, x):                                           # [N, d, T]
+        n, _, t = x.shape
+        qkv = self.to_qkv(self.norm(x))                             # [N, 3*h*dh, T]
+        q, k, v = qkv.view(n, 3, self.heads, self.dim_head, t).transpose(-1, -2).unbind(1)  # [N, h, T, dh]
+        out = F.scaled_dot_product_attention(q, k, v)               # softmax(q k^T / sqrt(dh)) v
+        return self.to_out(out.transpose(-1, -2).reshape(n, -1, t))
+
+
+class FocusBlock(nn.Module):
+    """Local aggregation: one learned 5-tap temporal kernel per head (the snippet-level 'focus').
+
+    The reference splits channels as (slot, head) with the head index fastest and runs a grouped conv
+    per slot; that equals one depthwise conv whose kernel for channel j is the kernel of head j mod h.
+    """
+
+    def __init__(self, dim: int, heads: int, dim_head: int = 64, kernel: int = 5):
+        super().__init__()
+        self.heads, self.dim_head = heads, dim_head
+        self.norm = nn.BatchNorm1d(dim)
+        self.to_v = nn.Conv1d(dim, heads * dim_head, 1, bias=False)
+        self.rel_pos = nn.Conv1d(heads, heads, kernel, padding=kernel // 2, groups=heads)
+        self.to_out = nn.Conv1d(heads * dim_head, dim, 1)
+
+    def forward(self, x):                                           # [N, d, T]
+        v = self.to_v(self.norm(x))                                 # [N, h*dh, T]
+        weight = self.rel_pos.weight.repeat(self.dim_head, 1, 1)     # [dh*h, 1, k], channel j -> head j % h
+        bias = self.rel_pos.bias.repeat(self.dim_head)
+        out = F.conv1d(v, weight, bias, padding=self.rel_pos.padding, groups=v.shape[1])
+        return self.to_out(out)
+
+
+class MGFNLayer(nn.Module):
+    """Three residual steps: full temporal conv, the stage's block, feed-forward."""
+
+    def __init__(self, dim: int, block: nn.Module, ff_mult: int, ff_dropout: float):
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, 3, padding=1)
+        self.block = block
+        self.ff = FeedForward(dim, ff_mult, ff_dropout)
+
+    def forward(self, x):
+        x = self.conv(x) + x
+        x = self.block(x) + x
+        return self.ff(x) + x
+
+
+class Transition(nn.Module):
+    """Between stages: channel LayerNorm then a 1x1 conv to the next width."""
+
+    def __init__(self, dim_in: int, dim_out: int):
+        super().__init__()
+        self.norm = ChannelLayerNorm(dim_in)
+        self.proj = nn.Conv1d(dim_in, dim_out, 1)
+
+    def forward(self, x):
+        return self.proj(self.norm(x))
+
+
+class Stage(nn.Module):
+    def __init__(self, dim: int, depth: int, block_type: str, next_dim: int | None, cfg: MGFNConfig):
+        super().__init__()
+        heads = dim // cfg.dim_head
+
+        def block():
+            if block_type == "glance":
+                return GlanceBlock(dim, heads, cfg.dim_head)
+            return FocusBlock(dim, heads, cfg.dim_head, cfg.focus_kernel)
+
+        self.layers = nn.ModuleList(MGFNLayer(dim, block(), cfg.ff_mult, cfg.ff_dropout) for _ in range(depth))
+        self.transition = Transition(dim, next_dim) if next_dim is not None else None
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return self.transition(x) if self.transition is not None else x
+
+
+class FeatureAmplification(nn.Module):
+    """FAM: features and their magnitude embedded by two temporal convs, summed with the magnitude scaled."""
+
+    def __init__(self, feature_size: int, dim: int, mag_ratio: float):
+        super().__init__()
+        self.feature_size, self.mag_ratio = feature_size, mag_ratio
+        self.to_tokens = nn.Conv1d(feature_size, dim, 3, padding=1)
+        self.to_mag = nn.Conv1d(1, dim, 3, padding=1)
+
+    def forward(self, x):                                           # [N, D+1, T]
+        features, magnitude = x[:, : self.feature_size], x[:, self.feature_size:]
+        return self.to_tokens(features) + self.mag_ratio * self.to_mag(magnitude)
+
+
+class Head(nn.Module):
+    """LayerNorm over the last width, then a linear score and a sigmoid."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, 1)
+
+    def forward(self, x):                                           # [N, T, d]
+        features = self.norm(x)
+        return features, torch.sigmoid(self.fc(features))           # [N, T, d], [N, T, 1]
+
+
+class MGFNOutput(NamedTuple):
+    score_abnormal: torch.Tensor   # [B, 1] mean score of the top-k snippets of each abnormal video
+    score_normal: torch.Tensor     # [B, 1]
+    abn_feat: torch.Tensor         # [crops*B, k, d] selected features, crop-major rows
+    nor_feat: torch.Tensor         # [crops*B, k, d]
+    scores: torch.Tensor           # [2B, T, 1] crop-averaged snippet scores (the prediction at test time)
+    magnitudes: torch.Tensor       # [2B, T] crop-averaged feature magnitudes
+    crop_scores: torch.Tensor      # [2B*crops, T] per-crop snippet scores
+
+
+class MGFN(nn.Module):
+    """The whole network. `forward(video [2B, crops, T, D+1])`: first B videos normal, last B abnormal."""
+
+    def __init__(self, config: MGFNConfig | None = None, **overrides):
+        super().__init__()
+        cfg = config or MGFNConfig(**overrides)
+        self.config = cfg
+        self.fam = FeatureAmplification(cfg.feature_size, cfg.dims[0], cfg.mag_ratio)
+        next_dims = list(cfg.dims[1:]) + [None]
+        self.stages = nn.ModuleList(
+            Stage(d, depth, t, nd, cfg) for d, depth, t, nd in zip(cfg.dims, cfg.depths, cfg.block_types, next_dims)
+        )
+        self.head = Head(cfg.dims[-1])
+        self.selection_dropout = nn.Dropout(cfg.dropout_rate)
+
+    def forward_features(self, video):
+        """`[V, crops, T, D+1]` -> (features `[V*crops, T, d]`, scores `[V*crops, T, 1]`)."""
+        v, crops, t, c = video.shape
+        if c != self.config.feature_size + 1:
+            raise ValueError(f"expected {self.config.feature_size + 1} channels (features + magnitude), got {c}")
+        x = video.reshape(v * crops, t, c).transpose(1, 2)         # [V*crops, D+1, T]
+        x = self.fam(x)                                            # [V*crops, d0, T]
+        for stage in self.stages:
+            x = stage(x)                                           # [V*crops, d_last, T]
+        return self.head(x.transpose(1, 2))
+
+    def predict(self, video):
+        """Crop-averaged snippet scores `[V, T]` without top-k selection (scoring any number of videos)."""
+        _, scores = self.forward_features(video)
+        return scores.view(video.shape[0], video.shape[1], -1).mean(1)
+
+    def forward(self, video, n_normal: int | None = None) -> MGFNOutput:
+        v, crops, t, _ = video.shape
+        features, crop_scores = self.forward_features(video)
+        return select_topk(features, crop_scores, v, crops, self.config.k, self.selection_dropout, n_normal)
+
+
+def select_topk(features, crop_scores, videos: int, crops: int, k: int, dropout: nn.Module,
+                n_normal: int | None = None) -> MGFNOutput:
+    """Magnitude-based top-k snippet selection (MSNSD in the reference).
+
+    features `[V*crops, T, d]`, crop_scores `[V*crops, T, 1]`. With one video (test) the same video
+    serves as both halves, as in the reference.
+    """
+    _, t, d = features.shape
+    k = min(k, t)
+    scores = crop_scores.view(videos, crops, t).mean(1).unsqueeze(2)          # [V, T, 1]
+    magnitudes = features.norm(p=2, dim=2).view(videos, crops, t).mean(1)     # [V, T]
+    per_video = features.view(videos, crops, t, d)
+    if videos == 1:
+        halves = {"normal": slice(0, 1), "abnormal": slice(0, 1)}
+    else:
+        n = videos // 2 if n_normal is None else n_normal
+        halves = {"normal": slice(0, n), "abnormal": slice(n, videos)}
+
+    def select(half: slice):
+        mag = magnitudes[half]
+        mask = dropout(torch.ones_like(mag))
+        idx = torch.topk(mag * mask, k, dim=1).indices                        # [B, k]
+        b = idx.shape[0]
+        feats = per_video[half].permute(1, 0, 2, 3)                            # [crops, B, T, d]
+        gathered = torch.gather(feats, 2, idx.view(1, b, k, 1).expand(crops, b, k, d))
+        video_score = torch.gather(scores[half], 1, idx.unsqueeze(2)).mean(1)  # [B, 1]
+        return video_score, gathered.reshape(crops * b, k, d)                  # crop-major rows
+
+    # The reference draws the abnormal mask first, then the normal one.
+    score_abnormal, abn_feat = select(halves["abnormal"])
+    score_normal, nor_feat = select(halves["normal"])
+    return MGFNOutput(score_abnormal, score_normal, abn_feat, nor_feat, scores, magnitudes, crop_scores.squeeze(2))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

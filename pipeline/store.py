@@ -1,0 +1,379 @@
+"""Feature store: one `[T, crops, D]` .npy per video under ROOT/<extractor-id>/, a JSON-lines manifest, resumable writes.
+
+Layout of ROOT/<extractor-id>/:
+    <video-id>.npy              finished features (or <video-id>_i3d.npy with rtfm_names)
+    manifest.jsonl              one JSON record per finished or failed video; the last record per id wins
+    extractor.json              the extractor's config and provenance (weights digest, random weights, ...)
+    <file>.part                 features of a long video being extracted (a .npy whose header says 0 rows)
+    <file>.progress.json        how many clips of the .part are flushed, and the source they came from
+
+Every finished file is written under a temporary name, fsynced and renamed into place, so a file with the
+final name is always complete. Partial files end in `.part`, not `.npy`, so nothing that globs `*.npy`
+mistakes them for features. One process writes a store at a time (the manifest is locked).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import io
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from extractors.errors import InputError
+
+MANIFEST = "manifest.jsonl"
+EXTRACTOR_INFO = "extractor.json"
+FILE_DTYPES = ("float32", "float16")
+
+
+def video_id(path: str | os.PathLike) -> str:
+    """The whole file stem (only the last suffix goes: `Bad.Boys.1995__#00-26-51...B2-0-0.mp4` keeps its dots); a frame folder's name."""
+    p = Path(path)
+    return p.name if p.is_dir() else p.stem
+
+
+@dataclass(frozen=True)
+class SourceStat:
+    """What says a source changed: total size in bytes and latest mtime (a frame folder sums its files)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike) -> "SourceStat":
+        p = Path(path).resolve()
+        st = p.stat()
+        if not p.is_dir():
+            return cls(str(p), st.st_size, st.st_mtime_ns)
+        size, mtime = 0, st.st_mtime_ns
+        with os.scandir(p) as entries:
+            for e in entries:
+                if e.is_file():
+                    est = e.stat()
+                    size += est.st_size
+                    mtime = max(mtime, est.st_mtime_ns)
+        return cls(str(p), size, mtime)
+
+    def same_as(self, record: dict) -> bool:
+        return record.get("size") == self.size and record.get("mtime_ns") == self.mtime_ns
+
+
+def find_duplicate_ids(paths: Iterable[str | os.PathLike]) -> dict[str, list[str]]:
+    """Video ids claimed by more than one input (compared case-insensitively, as macOS and Windows would)."""
+    seen: dict[str, list[str]] = {}
+    for p in paths:
+        seen.setdefault(video_id(p).casefold(), []).append(str(p))
+    return {video_id(ids[0]): ids for ids in seen.values() if len(ids) > 1}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Temp name + fsync + os.replace + directory fsync: readers see the old file or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """The exact header np.save writes; its length does not change with the first dimension (numpy pads for growth)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class FeatureStore:
+    """ROOT/<extractor-id>/<video-id>.npy files `[T, crops, D]` plus a manifest; skips, resumes and records failures."""
+
+    def __init__(self, root: str | os.PathLike, extractor_id: str, rtfm_names: bool = False,
+                 file_dtype: str = "float32", flush_every: int = 32, run_id: str | None = None):
+        if file_dtype not in FILE_DTYPES:
+            raise InputError(f"file dtype must be one of {', '.join(FILE_DTYPES)}, not {file_dtype!r}")
+        if flush_every < 1:
+            raise InputError(f"--flush-every must be at least 1, not {flush_every}")
+        self.root = Path(root)
+        self.extractor_id = extractor_id
+        self.dir = self.root / extractor_id
+        self.rtfm_names = rtfm_names
+        self.file_dtype = np.dtype(file_dtype)
+        self.flush_every = flush_every
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create output folder {self.dir}: {exc.strerror}") from None
+        self.manifest_path = self.dir / MANIFEST
+        self._manifest = open(self.manifest_path, "a+b")
+        try:
+            fcntl.flock(self._manifest.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._manifest.close()
+            raise InputError(f"another process is writing {self.dir} (its manifest is locked)") from None
+        self._repair_manifest()
+        self.records: dict[str, dict] = self._read_manifest()
+        for tmp in self.dir.glob("*.tmp"):  # left by a crash inside _write_atomic
+            tmp.unlink()
+
+    # -- manifest -------------------------------------------------------------------------------------------
+
+    def _repair_manifest(self) -> None:
+        """Cut a half-written last line (a crash mid-append) so the next record starts on a line of its own."""
+        f = self._manifest
+        f.seek(0)
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _read_manifest(self) -> dict[str, dict]:
+        records: dict[str, dict] = {}
+        self._manifest.seek(0)
+        for line in self._manifest.read().decode("utf-8", "replace").splitlines():
+            try:
+                rec = json.loads(line)
+                records[rec["video_id"]] = rec
+            except (ValueError, KeyError, TypeError):
+                continue
+        return records
+
+    def history(self) -> list[dict]:
+        """Every manifest record in the order written (a video extracted twice appears twice)."""
+        self._manifest.seek(0)
+        out = []
+        for line in self._manifest.read().decode("utf-8", "replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def record(self, vid: str, source: SourceStat, status: str, **fields: Any) -> dict:
+        """Append one record (done / failed) and fsync it; it becomes the video's current state."""
+        rec = {"video_id": vid, "status": status, "source": source.path, "size": source.size,
+               "mtime_ns": source.mtime_ns, "extractor_id": self.extractor_id, "run": self.run_id, "time": _now()}
+        rec.update(fields)
+        self._manifest.seek(0, os.SEEK_END)
+        self._manifest.write((json.dumps(rec, sort_keys=False) + "\n").encode())
+        self._manifest.flush()
+        os.fsync(self._manifest.fileno())
+        self.records[vid] = rec
+        return rec
+
+    def write_extractor_info(self, config: dict) -> None:
+        """extractor.json: the config and provenance shared by every file in this folder."""
+        path = self.dir / EXTRACTOR_INFO
+        data = (json.dumps({"extractor_id": self.extractor_id, **config}, indent=2, sort_keys=True) + "\n").encode()
+        if not path.exists() or path.read_bytes() != data:
+            _write_atomic(path, data)
+
+    # -- files ----------------------------------------------------------------------------------------------
+
+    def path_for(self, vid: str) -> Path:
+        """Where a video's features live: <id>.npy, or <id>_i3d.npy with rtfm_names."""
+        return self.dir / (f"{vid}_i3d.npy" if self.rtfm_names else f"{vid}.npy")
+
+    def is_done(self, vid: str, source: SourceStat) -> bool:
+        """Done, same extractor and file dtype, source unchanged (size + mtime), and the file is still there."""
+        rec = self.records.get(vid)
+        return (rec is not None and rec.get("status") == "done" and source.same_as(rec)
+                and rec.get("extractor_id") == self.extractor_id
+                and rec.get("file_dtype", "float32") == self.file_dtype.name
+                and rec.get("file") == self.path_for(vid).name and self.path_for(vid).is_file())
+
+    def load(self, vid: str) -> np.ndarray:
+        """A finished video's features `[T, crops, D]`."""
+        return np.load(self.path_for(vid))
+
+    def writer(self, vid: str, source: SourceStat) -> "FeatureWriter":
+        """A writer that resumes from this video's last flushed clip when its source and settings are unchanged."""
+        return FeatureWriter(self, vid, source)
+
+    def cleanup(self, vids: Iterable[str] | None = None) -> None:
+        """Remove partial files of videos that are now done (or of `vids`), and any stray temp files."""
+        for tmp in self.dir.glob("*.tmp"):
+            tmp.unlink()
+        done = {self.path_for(v).name for v, r in self.records.items() if r.get("status") == "done"}
+        if vids is not None:
+            done |= {self.path_for(v).name for v in vids}
+        for p in list(self.dir.glob("*.part")) + list(self.dir.glob("*.progress.json")):
+            base = p.name.removesuffix(".part").removesuffix(".progress.json")
+            if base in done:
+                p.unlink()
+
+    def close(self) -> None:
+        if not self._manifest.closed:
+            self._manifest.close()
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FeatureWriter:
+    """Streams one video's blocks `[t, crops, D]` into `<file>.part`, flushing every N clips; finish() renames it into place.
+
+    On resume, rows past the last flushed clip are cut off and extraction restarts at `start_clip`, so the
+    finished file holds the same bytes as an uninterrupted run (batches are aligned to absolute clip indices).
+    """
+
+    def __init__(self, store: FeatureStore, vid: str, source: SourceStat):
+        self.store, self.vid, self.source = store, vid, source
+        self.final = store.path_for(vid)
+        self.part = self.final.with_name(self.final.name + ".part")
+        self.progress_path = self.final.with_name(self.final.name + ".progress.json")
+        self.dtype = store.file_dtype
+        self.start_clip = 0
+        self.recovered: dict | None = None  # progress of a file finished but not yet recorded (crash in between)
+        self._rows = 0
+        self._shape: tuple[int, int] | None = None  # (crops, D)
+        self._buffer: list[np.ndarray] = []
+        self._buffered = 0
+        self._file = None
+        self._header_len = 0
+        self.info: dict = {}
+        self._resume()
+
+    def _progress_matches(self, prog: dict) -> bool:
+        return (prog.get("extractor_id") == self.store.extractor_id and self.source.same_as(prog)
+                and prog.get("file_dtype") == self.dtype.name)
+
+    def _resume(self) -> None:
+        prog = None
+        if self.progress_path.exists():
+            try:
+                prog = json.loads(self.progress_path.read_text())
+            except ValueError:
+                prog = None
+        if prog is None or not self._progress_matches(prog):
+            self.discard()
+            return
+        crops, dim = prog["crops"], prog["dim"]
+        row_bytes = crops * dim * self.dtype.itemsize
+        if prog.get("complete"):
+            size = len(_npy_header((prog["clips_done"], crops, dim), self.dtype)) + prog["clips_done"] * row_bytes
+            if self.final.is_file() and self.final.stat().st_size == size:
+                self.recovered = prog
+                return
+            self.discard()
+            return
+        header_len = len(_npy_header((0, crops, dim), self.dtype))
+        want = header_len + prog["clips_done"] * row_bytes
+        if not self.part.is_file() or self.part.stat().st_size < want:
+            self.discard()
+            return
+        self._file = open(self.part, "r+b")
+        self._file.truncate(want)  # rows written after the last progress record are recomputed
+        self._file.seek(want)
+        self._header_len = header_len
+        self._shape = (crops, dim)
+        self._rows = self.start_clip = prog["clips_done"]
+        self.info = prog.get("info", {})
+
+    def discard(self) -> None:
+        """Forget any partial state of this video."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        for p in (self.part, self.progress_path):
+            p.unlink(missing_ok=True)
+        self._rows = self.start_clip = 0
+        self._shape = None
+        self._buffer, self._buffered = [], 0
+
+    def add(self, block: np.ndarray) -> None:
+        """Append clips `[t, crops, D]`; flushes to disk once `flush_every` clips are buffered."""
+        if block.ndim != 3:
+            raise ValueError(f"feature block must be [t, crops, D], got shape {block.shape}")
+        if self._shape is None:
+            self._shape = (block.shape[1], block.shape[2])
+        elif block.shape[1:] != self._shape:
+            raise ValueError(f"feature block shape {block.shape} does not match earlier [*, {self._shape[0]}, {self._shape[1]}]")
+        self._buffer.append(np.ascontiguousarray(block, dtype=self.dtype))
+        self._buffered += block.shape[0]
+        if self._buffered >= self.store.flush_every:
+            self.flush()
+
+    def _open_part(self) -> None:
+        header = _npy_header((0, *self._shape), self.dtype)
+        self._file = open(self.part, "wb")
+        self._file.write(header)
+        self._header_len = len(header)
+
+    def _write_progress(self, complete: bool = False) -> None:
+        prog = {"video_id": self.vid, "source": self.source.path, "size": self.source.size,
+                "mtime_ns": self.source.mtime_ns, "extractor_id": self.store.extractor_id,
+                "file_dtype": self.dtype.name, "crops": self._shape[0], "dim": self._shape[1],
+                "clips_done": self._rows, "complete": complete, "info": self.info}
+        _write_atomic(self.progress_path, json.dumps(prog).encode())
+
+    def flush(self) -> None:
+        """Write buffered clips, fsync, then record how many clips are safely on disk."""
+        if not self._buffer:
+            return
+        if self._file is None:
+            self._open_part()
+        for b in self._buffer:
+            self._file.write(b.tobytes())
+        self._rows += self._buffered
+        self._buffer, self._buffered = [], 0
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._write_progress()
+
+    def finish(self) -> tuple[Path, int]:
+        """Write the final header, rename into place; returns (path, T). The caller then records it as done."""
+        if self.recovered is not None:
+            return self.final, self.recovered["clips_done"]
+        if self._shape is None:
+            raise InputError("no clips were extracted")
+        if self._file is None:
+            self._open_part()
+        for b in self._buffer:
+            self._file.write(b.tobytes())
+        self._rows += self._buffered
+        self._buffer, self._buffered = [], 0
+        header = _npy_header((self._rows, *self._shape), self.dtype)
+        assert len(header) == self._header_len, "npy header length changed"
+        self._file.seek(0)
+        self._file.write(header)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        self._write_progress(complete=True)  # lets a crash right after the rename be recovered without recompute
+        os.replace(self.part, self.final)
+        _fsync_dir(self.final.parent)
+        return self.final, self._rows
+
+    def close_done(self) -> None:
+        """After the manifest says done: the progress record is no longer needed."""
+        self.progress_path.unlink(missing_ok=True)
+
+    @property
+    def shape(self) -> tuple[int, int, int] | None:
+        return None if self._shape is None else (self._rows + self._buffered, *self._shape)

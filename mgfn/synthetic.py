@@ -1,0 +1,110 @@
+"""Synthetic feature datasets with planted anomalous snippets and exact frame ground truth.
+
+Normal videos: non-negative clip features drifting smoothly around a per-video scene vector (like pooled
+post-ReLU I3D features). Abnormal videos: the same, plus one or two events of consecutive snippets pushed
+along one of a few anomaly directions with a larger magnitude. Used by the demo and the learning test.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class SynthConfig:
+    train_normal: int = 24
+    train_abnormal: int = 24
+    test_normal: int = 10
+    test_abnormal: int = 10
+    feature_size: int = 256
+    crops: int = 1
+    min_clips: int = 24
+    max_clips: int = 80
+    anomaly_classes: int = 3
+    strength: float = 1.0          # how far an anomalous snippet moves along its direction
+    keep_norm: bool = True         # anomalous clips keep their norm: only the direction gives them away
+    l2_normalize: bool = False     # each clip feature scaled to unit norm (then the magnitude channel is constant)
+    dtype: str = "float32"
+    seed: int = 0
+
+
+def _video(rng, cfg: SynthConfig, directions, abnormal: bool):
+    t = int(rng.integers(cfg.min_clips, cfg.max_clips + 1))
+    d = cfg.feature_size
+    scene = rng.gamma(2.0, 0.5, size=d)
+    drift = np.zeros(d)
+    clips = np.empty((t, d))
+    for i in range(t):                                   # AR(1) drift: neighbouring clips look alike
+        drift = 0.9 * drift + 0.1 * rng.normal(0, 1.0, size=d)
+        clips[i] = scene + 0.5 * drift
+    mask = np.zeros(t, dtype=bool)
+    if abnormal:
+        for _ in range(int(rng.integers(1, 3))):
+            length = int(rng.integers(max(2, t // 10), max(3, t // 3)))
+            start = int(rng.integers(0, t - length + 1))
+            direction = directions[int(rng.integers(len(directions)))]
+            ramp = np.sin(np.linspace(0.3, np.pi - 0.3, length))[:, None]
+            seg = clips[start:start + length]
+            moved = np.maximum(seg + cfg.strength * 2.0 * ramp * direction, 0.0)
+            if cfg.keep_norm:
+                moved *= np.linalg.norm(seg, axis=1, keepdims=True) / np.linalg.norm(moved, axis=1, keepdims=True)
+            clips[start:start + length] = moved
+            mask[start:start + length] = True
+    clips = np.maximum(clips, 0.0)
+    crops = clips[:, None, :] * (1.0 + 0.05 * rng.normal(size=(t, cfg.crops, 1))) \
+        + 0.05 * rng.normal(size=(t, cfg.crops, d))
+    crops = np.maximum(crops, 0.0)
+    if cfg.l2_normalize:
+        crops /= np.linalg.norm(crops, axis=-1, keepdims=True) + 1e-8
+    return crops.astype(cfg.dtype), mask
+
+
+def make_dataset(out_dir, cfg: SynthConfig | None = None) -> dict[str, Path]:
+    """Write `features/<id>.npy` [T, crops, D], `train.csv`, `test.csv` and `gt/<id>.npy` frame masks."""
+    cfg = cfg or SynthConfig()
+    out = Path(out_dir)
+    (out / "features").mkdir(parents=True, exist_ok=True)
+    (out / "gt").mkdir(exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    directions = rng.gamma(2.0, 0.5, size=(cfg.anomaly_classes, cfg.feature_size))
+    directions *= rng.random((cfg.anomaly_classes, cfg.feature_size)) < 0.25     # sparse, like class-specific units
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True) / np.sqrt(cfg.feature_size)
+    splits = {"train": (cfg.train_normal, cfg.train_abnormal), "test": (cfg.test_normal, cfg.test_abnormal)}
+    for split, (n_normal, n_abnormal) in splits.items():
+        rows = []
+        for label, count in ((1, n_abnormal), (0, n_normal)):
+            for i in range(count):
+                vid = f"{split}_{'abnormal' if label else 'normal'}_{i:03d}"
+                feats, mask = _video(rng, cfg, directions, abnormal=bool(label))
+                np.save(out / "features" / f"{vid}.npy", feats)
+                if split == "test":
+                    np.save(out / "gt" / f"{vid}.npy", np.repeat(mask, 16).astype(np.uint8))
+                rows.append((vid, label, f"features/{vid}.npy"))
+        with (out / f"{split}.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["video_id", "label", "path"])
+            w.writerows(rows)
+    return {"train": out / "train.csv", "test": out / "test.csv", "gt": out / "gt", "root": out}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", required=True, help="folder to write features/, gt/, train.csv, test.csv")
+    defaults = SynthConfig()
+    for name, value in vars(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"(default {value})")
+        else:
+            parser.add_argument(flag, type=type(value), default=value, help=f"(default {value})")
+
+
+def main(args) -> int:
+    cfg = SynthConfig(**{k: getattr(args, k) for k in vars(SynthConfig())})
+    paths = make_dataset(args.out, cfg)
+    print(f"wrote {cfg.train_normal + cfg.train_abnormal} training and {cfg.test_normal + cfg.test_abnormal} test "
+          f"videos ({cfg.crops} crops x {cfg.feature_size}-d) to {paths['root']}")
+    return 0

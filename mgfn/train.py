@@ -1,0 +1,313 @@
+"""`mgfn train`: the reference protocol (Adam 1e-3, wd 5e-4, B normal + B abnormal, evaluation every epoch),
+resumable per epoch, with the checkpoint chosen on the test set (reference) or a held-out validation split.
+
+Shape of the file follows torchvision's reference scripts: `train_one_epoch`, `evaluate`, `main`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from mgfn.checkpoint import read_checkpoint, save_checkpoint
+from mgfn.data import PairedBatches, TestSet, TrainingSet, read_list
+from mgfn.errors import InputError
+from mgfn.evaluate import check_feature_size, predict, resolve_device
+from mgfn.losses import LossConfig, mgfn_loss
+from mgfn.metrics import align_ground_truth, evaluate_scores, video_auc
+from mgfn.model import MGFN, MGFNConfig
+
+METRIC_NAMES = ("auc", "pr_auc", "ap", "auc_abnormal", "far")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run; loaded from YAML (`model:`, `loss:` sub-sections) and CLI overrides."""
+
+    epochs: int = 100
+    batch_size: int = 16                 # per class: B normal + B abnormal
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    seed: int = 0
+    shuffle: bool = True                 # False = the reference order (no shuffle, drop_last)
+    segments: int = 32
+    frames_per_snippet: int = 16
+    select: str = "test"                 # "test" (reference) | "val" (held-out split of the training list)
+    metric: str = "auc"                  # test metric that picks best.pt: auc | pr_auc | ap
+    val_fraction: float = 0.2
+    amp: str = "none"                    # "none" | "bf16" (autocast; CPU with AMX or GPU)
+    device: str = "auto"
+    n_abnormal: int | None = None        # for RTFM .list training files: abnormal videos come first
+    model: dict = field(default_factory=dict)
+    loss: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.select not in ("test", "val"):
+            raise InputError(f"select must be test or val, got {self.select!r}")
+        if self.metric not in ("auc", "pr_auc", "ap"):
+            raise InputError(f"metric must be auc, pr_auc or ap, got {self.metric!r}")
+        if self.amp not in ("none", "bf16"):
+            raise InputError(f"amp must be none or bf16, got {self.amp!r}")
+        if self.batch_size < 1 or self.epochs < 1:
+            raise InputError("epochs and batch_size must be positive")
+        try:
+            self.loss_config()
+            MGFNConfig(**{"feature_size": 1, **self.model}) if self.model else None
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"bad model/loss settings: {exc}") from None
+
+    def loss_config(self) -> LossConfig:
+        return LossConfig(**self.loss)
+
+    @classmethod
+    def from_yaml(cls, path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: config file not found")
+        data = yaml.safe_load(path.read_text()) or {}
+        data = data.get("train", data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: expected a mapping of training settings")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {"train_list", "test_list", "gt", "dataset"})
+        if unknown:
+            raise InputError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def train_one_epoch(model, optimizer, data: TrainingSet, batches, loss_cfg: LossConfig, device, amp: str,
+                    progress: bool = True) -> dict[str, float]:
+    """One pass over zip(normal batches, abnormal batches); returns the mean of each loss term."""
+    model.train()
+    sums: dict[str, float] = {}
+    crops = data.info.crops
+    for normal, abnormal in tqdm(batches, desc="train", unit="it", disable=not progress, leave=False):
+        x = data.data[np.concatenate([normal, abnormal])].to(device, non_blocking=True)   # [2B, crops, S, D+1]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            out = model(x, n_normal=len(normal))
+        out = type(out)(*(t.float() for t in out))
+        terms = mgfn_loss(out, crops, loss_cfg)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimizer.step()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+    return {k: v / max(1, len(batches)) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def validation_auc(model, data: TrainingSet, val_idx: np.ndarray, device) -> float:
+    """Video-level AUC of the max snippet score on held-out training videos (no frame labels needed)."""
+    model.eval()
+    scores = []
+    for i in range(0, len(val_idx), 16):
+        x = data.data[val_idx[i:i + 16]].to(device)
+        scores.extend(model.predict(x).max(dim=1).values.float().cpu().tolist())
+    return video_auc(data.labels[val_idx], scores)
+
+
+def split_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of the training list: (train indices, validation indices)."""
+    rng = np.random.default_rng(seed + 7919)
+    train, val = [], []
+    for label in (0, 1):
+        idx = np.flatnonzero(labels == label)
+        idx = idx[rng.permutation(len(idx))]
+        n_val = max(1, int(round(fraction * len(idx))))
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+class MetricsLog:
+    """`metrics.csv` (one row per epoch, rewritten atomically) and TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, resume_epoch: int):
+        self.path = run_dir / "metrics.csv"
+        self.rows: list[dict] = []
+        if resume_epoch and self.path.is_file():
+            with self.path.open(newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= resume_epoch]
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_epoch + 1)
+        except ImportError:  # TensorBoard is optional
+            pass
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        keys = list(row)
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.rows)
+        tmp.replace(self.path)
+        if self.writer is not None:
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, (int, float)) and not math.isnan(v):
+                    self.writer.add_scalar(k, v, row["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resume: bool = False,
+                 provenance: dict | None = None, progress: bool = True, log=print) -> dict:
+    """Validate everything, then train `cfg.epochs` epochs (continuing from last.pt with resume)."""
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    train_entries = read_list(train_list, n_abnormal=cfg.n_abnormal)
+    test_entries = read_list(test_list)
+    labels = np.array([e.label for e in train_entries])
+    # Fail before any pooling when the batch cannot be filled.
+    for label, name in ((0, "normal"), (1, "abnormal")):
+        if (labels == label).sum() < cfg.batch_size:
+            raise InputError(f"{train_list}: {(labels == label).sum()} {name} videos, fewer than the batch size "
+                             f"{cfg.batch_size}")
+    test_set = TestSet(test_entries)
+    truth = align_ground_truth(gt_dir, [e.video_id for e in test_entries], [e.label for e in test_entries],
+                               test_set.clip_counts(), cfg.frames_per_snippet)
+    for line in truth.mismatches:
+        log(f"warning: {line}")
+    data = TrainingSet(train_entries, cfg.segments)
+    if data.info != test_set.info:
+        raise InputError(f"{test_list}: test features are {test_set.info.crops} crops x {test_set.info.feature_size}-d, "
+                         f"training features {data.info.crops} x {data.info.feature_size}-d")
+
+    train_idx, val_idx = np.arange(len(train_entries)), np.array([], dtype=int)
+    if cfg.select == "val":
+        train_idx, val_idx = split_validation(labels, cfg.val_fraction, cfg.seed)
+    batches = PairedBatches(train_idx[labels[train_idx] == 0], train_idx[labels[train_idx] == 1],
+                            cfg.batch_size, cfg.shuffle)
+
+    seed_everything(cfg.seed)
+    model_cfg = MGFNConfig(**{**cfg.model, "feature_size": data.info.feature_size})
+    model = MGFN(model_cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_epoch, best = 0, {"epoch": 0, "value": -math.inf}
+    last = run_dir / "last.pt"
+    if resume and last.is_file():
+        ckpt = read_checkpoint(last)
+        if ckpt["model_config"]["feature_size"] != data.info.feature_size:
+            raise InputError(f"{last}: checkpoint is for {ckpt['model_config']['feature_size']}-d features, "
+                             f"the data is {data.info.feature_size}-d")
+        if ckpt.get("train_config", {}).get("seed") != cfg.seed:
+            log(f"warning: resuming a run trained with seed {ckpt.get('train_config', {}).get('seed')} using seed {cfg.seed}")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, best = ckpt["epoch"], ckpt["best"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        log(f"resuming from {last} after epoch {start_epoch}")
+    elif resume:
+        log(f"no {last} yet: starting from scratch")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+
+    selection = (f"best on the test set ({cfg.metric})" if cfg.select == "test"
+                 else f"best video-level AUC on a held-out validation split ({len(val_idx)} training videos)")
+    log(f"{len(train_entries)} training videos ({data.info.crops} crops x {data.info.feature_size}-d), "
+        f"{len(test_entries)} test videos, {len(batches)} iterations/epoch, device {device}; checkpoint: {selection}")
+    metrics_log = MetricsLog(run_dir, start_epoch)
+    extra = {"provenance": provenance or {}, "train_config": asdict(cfg),
+             "feature_info": {"feature_size": data.info.feature_size, "crops": data.info.crops},
+             "selection": selection}
+    metrics: dict = {}
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)   # order depends only on (seed, epoch)
+        losses = train_one_epoch(model, optimizer, data, batches.epoch(generator), cfg.loss_config(), device,
+                                 cfg.amp, progress)
+        train_s = time.perf_counter() - t0
+        metrics = evaluate_scores(predict(model, test_set, device), truth, cfg.frames_per_snippet)
+        if cfg.select == "val":
+            metrics["val_auc"] = validation_auc(model, data, val_idx, device)
+            chosen = metrics["val_auc"]
+        else:
+            chosen = metrics[cfg.metric]
+        row = {"epoch": epoch, **{f"loss_{k}": v for k, v in losses.items()}, **metrics, "train_s": train_s}
+        metrics_log.add(row)
+        rng = {"torch": torch.get_rng_state()}
+        if device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        improved = not math.isnan(chosen) and chosen > best["value"]
+        if improved:
+            best = {"epoch": epoch, "value": chosen}
+            save_checkpoint(run_dir / "best.pt", model, epoch=epoch, metrics=metrics, **extra)
+        save_checkpoint(last, model, optimizer=optimizer.state_dict(), epoch=epoch, best=best, rng=rng,
+                        metrics=metrics, **extra)
+        log(f"epoch {epoch}/{cfg.epochs}  loss {losses['total']:.4f}  "
+            + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({train_s:.1f}s){'  *' if improved else ''}")
+    metrics_log.close()
+    summary = {"best_epoch": best["epoch"], "best_value": best["value"], "selection": selection,
+               "final": metrics, "run_dir": str(run_dir)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--train", required=True, help="training list: CSV video_id,label,path or an RTFM .list")
+    parser.add_argument("--test", required=True, help="test list (CSV or RTFM .list)")
+    parser.add_argument("--gt", required=True, help="ground-truth folder of <video_id>.npy masks or <video_id>.json events")
+    parser.add_argument("--out", required=True, help="run folder: config.yaml, last.pt, best.pt, metrics.csv, tb/")
+    parser.add_argument("--config", help="YAML of training settings (configs/train/*.yaml)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, help="videos per class per iteration (reference: 16)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--select", choices=("test", "val"), help="pick best.pt on the test set (reference) or a validation split")
+    parser.add_argument("--metric", choices=("auc", "pr_auc", "ap"), help="test metric for --select test")
+    parser.add_argument("--loss-form", choices=("rtfm", "head"), help="smoothness/sparsity form (default rtfm)")
+    parser.add_argument("--reference-order", action="store_true", help="no shuffling: the reference loaders' order")
+    parser.add_argument("--n-abnormal", type=int, help="RTFM .list training file: number of abnormal lines first (UCF: 810)")
+    parser.add_argument("--amp", choices=("none", "bf16"), help="bf16 autocast (fast on AMX CPUs and GPUs)")
+    parser.add_argument("--device", help="cpu, cuda or auto (default)")
+    parser.add_argument("--provenance", help="JSON file describing where the features came from (stored in checkpoints)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def config_from_args(args) -> TrainConfig:
+    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "select": args.select,
+                 "metric": args.metric, "n_abnormal": args.n_abnormal, "amp": args.amp, "device": args.device}
+    data = asdict(cfg)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if args.reference_order:
+        data["shuffle"] = False
+    if args.loss_form:
+        data["loss"] = {**data["loss"], "form": args.loss_form}
+    return TrainConfig(**data)
+
+
+def main(args) -> int:
+    cfg = config_from_args(args)
+    provenance = None
+    if args.provenance:
+        try:
+            provenance = json.loads(Path(args.provenance).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{args.provenance}: unreadable provenance JSON ({exc})") from None
+    summary = run_training(args.train, args.test, args.gt, args.out, cfg, resume=args.resume,
+                           provenance=provenance, progress=not args.quiet and sys.stderr.isatty())
+    print(f"best epoch {summary['best_epoch']} ({summary['selection']}): {summary['best_value']:.4f}; "
+          f"checkpoints in {summary['run_dir']}")
+    return 0

@@ -1,0 +1,256 @@
+"""FeatureExtractor: a video in, clip features `[T, crops, D]` out, streamed block by block with flat memory.
+
+A worker thread decodes, cuts 16-frame clips and runs the uint8 transforms (resize, crops, normalisation) while
+the model runs the previous batch; a bounded queue between them keeps memory flat in video length.
+Batches cover absolute clip indices [k*B, (k+1)*B), so a run resumed at a batch boundary computes
+exactly the same batches, and therefore the same bytes, as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from extractors import clips as _clips
+from extractors import decode as _decode
+from extractors import transforms as _transforms
+from extractors.errors import InputError
+from extractors.models import load_model
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+CHUNK_FRAMES = 64  # frames decoded per chunk: bounds the decoder's memory, not a tuning knob
+QUEUE_BATCHES = 2  # prepared batches waiting for the model
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" is CUDA when available, else CPU; anything else is passed to torch.device."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but CUDA is not available here")
+    return dev
+
+
+def _weights_digest(provenance: dict) -> str:
+    """The part of the model's provenance that identifies its numbers: a weights digest, or "random" (seeded)."""
+    if provenance.get("random"):
+        return "random:" + str(provenance.get("seed", 0))
+    for key in ("sha256", "digest", "weights_sha256", "weights_digest"):
+        if provenance.get(key):
+            return str(provenance[key])
+    return json.dumps(provenance, sort_keys=True, default=str)
+
+
+class FeatureExtractor:
+    """I3D clip features for one video at a time: `extract(path)` streams blocks `[t, crops, D]` float32."""
+
+    def __init__(self, name: str = "i3d_r50_rtfm", weights: str | None = None, crops: int = 10,
+                 preset: str | None = None, resize: str = "short256", tail: str = "pad", clip_len: int = 16,
+                 stride: int = 16, fps: float | None = None, device: str = "auto", dtype: str = "float32",
+                 batch_size: int | None = None, workers: int = 1, crop_size: int = 224):
+        if dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        if workers < 1:
+            raise InputError(f"workers must be at least 1, not {workers}")
+        if batch_size is not None and batch_size < 1:
+            raise InputError(f"batch size must be at least 1, not {batch_size}")
+        if fps is not None and fps <= 0:
+            raise InputError(f"fps must be positive, not {fps}")
+        self.name = name
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self.workers = workers
+        self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
+        self.fps = fps
+        with torch.random.fork_rng(devices=[]):  # random weights are the same in every run (resume needs it)
+            torch.manual_seed(0)
+            self.model = load_model(name, weights=weights, device=str(self.device))
+        self.model.eval()
+        if self.device.type == "cuda" and dtype == "float32":  # float32 means float32: no TF32 convs or matmuls
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        self.model.to(memory_format=torch.channels_last_3d)
+        self.preset = preset or self.model.preset
+        try:
+            self.sampler = _clips.ClipSampler(clip_len=clip_len, stride=stride, tail=tail)
+            # bfloat16 input is what autocast would feed the first conv anyway; half the bytes through the queue
+            self.transform = _transforms.ClipTransform(resize=resize, crops=crops, crop_size=crop_size,
+                                                       preset=self.preset, dtype=DTYPES[dtype])
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        self.crops = crops
+        self.clip_len, self.stride, self.tail, self.resize, self.crop_size = clip_len, stride, tail, resize, crop_size
+        self.feature_dim = int(self.model.feature_dim)
+        self.provenance = dict(self.model.provenance)
+        self.random_weights = bool(self.provenance.get("random", False))
+        self.extractor_id = self._make_id()
+
+    def _numbers(self) -> dict:
+        """Everything that changes the feature values (and nothing that does not, like batch size or workers)."""
+        return {"name": self.name, "weights": _weights_digest(self.provenance), "clip_len": self.clip_len,
+                "stride": self.stride, "fps": self.fps, "tail": self.tail, "resize": self.resize,
+                "crops": self.crops, "crop_size": self.crop_size, "preset": self.preset,
+                "transform": self.transform.describe(), "dtype": self.dtype}
+
+    def _make_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(self._numbers(), sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return f"{self.name}-random-{digest}" if self.random_weights else f"{self.name}-{digest}"
+
+    def config(self) -> dict:
+        """Settings and provenance for the manifest: what made these numbers, and how they were run."""
+        return {**self._numbers(), "extractor_id": self.extractor_id, "feature_dim": self.feature_dim,
+                "random_weights": self.random_weights, "provenance": self.provenance,
+                "device": str(self.device), "batch_size": self.batch_size, "workers": self.workers,
+                "torch": torch.__version__}
+
+    def extract(self, path: str | Path, start_clip: int = 0) -> "VideoFeatures":
+        """Open a video (bad input raises InputError now) and return its features as an iterable of blocks."""
+        return VideoFeatures(self, Path(path), start_clip)
+
+    def __call__(self, path: str | Path) -> np.ndarray:
+        """All of a video's features at once, `[T, crops, D]` float32 (short videos; long ones should stream)."""
+        with self.extract(path) as feats:
+            blocks = list(feats)
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.crops, self.feature_dim), np.float32)
+
+    # -- the two halves of a batch ---------------------------------------------------------------------------
+
+    def prepare(self, clips: list[np.ndarray]) -> torch.Tensor:
+        """uint8 clips [T, H, W, 3] -> model input: [b*crops, 3, T, S, S] channels_last_3d float (CPU), or uint8 [b, T, H, W, 3] (CUDA)."""
+        u8 = torch.from_numpy(np.stack(clips))  # [b, T, H, W, 3]
+        if self.device.type != "cpu":  # the transform runs on the GPU; ship the small uint8 tensor
+            return u8.pin_memory()
+        return self._to_input(self.transform(u8))
+
+    def _to_input(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[:2]
+        x = x.reshape(b * c, *x.shape[2:])  # [b*crops, 3, T, S, S]
+        return x.contiguous(memory_format=torch.channels_last_3d)
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> np.ndarray:
+        """Prepared batch -> features [b, crops, D] float32 numpy."""
+        if self.device.type != "cpu":
+            x = self._to_input(self.transform(x.to(self.device, non_blocking=True)))
+        else:
+            x = x.to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):
+            f = self.model.features(x)  # [b*crops, D]
+        return f.float().reshape(-1, self.crops, f.shape[-1]).cpu().numpy()
+
+
+class VideoFeatures:
+    """One video's features as an iterator of blocks `[t, crops, D]`; `.info` is the VideoInfo, `.num_clips` the expected T."""
+
+    def __init__(self, extractor: FeatureExtractor, path: Path, start_clip: int = 0):
+        self.extractor, self.path, self.start_clip = extractor, path, start_clip
+        self.reader = _decode.open_video(path, target_fps=extractor.fps)
+        try:
+            self.info = self.reader.info
+            self.num_clips = extractor.sampler.num_clips(self.info.num_frames)
+            if self.num_clips <= 0:
+                raise InputError(f"{self.info.num_frames} frames is fewer than one clip of {extractor.clip_len} "
+                                 f"with tail={extractor.tail}")
+            if start_clip > self.num_clips:
+                raise InputError(f"cannot resume at clip {start_clip}: the video has {self.num_clips} clips")
+        except BaseException:
+            self.reader.close()
+            raise
+        self.clips_done = start_clip
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- producer (worker thread) ----------------------------------------------------------------------------
+
+    def _batches(self) -> Iterator[list[np.ndarray]]:
+        """Clips grouped into batches aligned to absolute clip indices, starting at start_clip."""
+        sampler, bs = self.extractor.sampler, self.extractor.batch_size
+        batch: list[np.ndarray] = []
+        index = self.start_clip
+        for clip in sampler.read_clips(self.reader, self.start_clip, chunk_size=CHUNK_FRAMES):  # uint8 [T, H, W, 3]
+            batch.append(clip)
+            index += 1
+            if index % bs == 0:
+                yield batch
+                batch = []
+            if self._stop.is_set():
+                return
+        if batch:
+            yield batch
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        pool = ThreadPoolExecutor(self.extractor.workers - 1) if self.extractor.workers > 1 else None
+        try:
+            for batch in self._batches():
+                n = len(batch)
+                item = pool.submit(self.extractor.prepare, batch) if pool else self.extractor.prepare(batch)
+                if not self._put(("batch", n, item)):
+                    return
+            self._put(("end", 0, None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it in the caller's thread
+            self._put(("error", 0, exc))
+        finally:
+            if pool:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- consumer (caller's thread) --------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._thread is not None:
+            raise RuntimeError("VideoFeatures can be iterated once")
+        self._thread = threading.Thread(target=self._produce, name=f"decode:{self.path.name}", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                kind, n, item = self._queue.get()
+                if kind == "end":
+                    break
+                if kind == "error":
+                    raise item
+                x = item.result() if hasattr(item, "result") else item
+                block = self.extractor.forward(x)  # [n, crops, D]
+                del x, item
+                self.clips_done += n
+                yield block
+            if self.clips_done == self.start_clip:
+                raise InputError("no frames could be decoded")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the worker and release the decoder; safe to call twice."""
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            while self._thread.is_alive():
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    self._thread.join(timeout=0.05)
+        self.reader.close()
+
+    def __enter__(self) -> "VideoFeatures":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

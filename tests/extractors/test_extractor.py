@@ -1,0 +1,148 @@
+"""FeatureExtractor: block shapes and counts, resume gives the same bytes, ids track what changes the numbers.
+
+A tiny stand-in model (monkeypatched over `load_model`) keeps these fast; the real I3D runs in tests/pipeline.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import extractors.extractor as extractor_module
+from extractors.errors import InputError
+from extractors.extractor import FeatureExtractor
+
+
+class TinyI3D(nn.Module):
+    """Same interface as the real models: features([B, 3, T, H, W]) -> [B, D]."""
+
+    feature_dim = 8
+    preset = "rtfm"
+
+    def __init__(self, name: str, weights=None):
+        super().__init__()
+        self.name = name
+        self.conv = nn.Conv3d(3, self.feature_dim, kernel_size=(4, 16, 16), stride=(4, 16, 16))
+        self.provenance = {"name": name, "random": weights == "random", "sha256": None if weights == "random" else str(weights)}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).mean(dim=(2, 3, 4))  # [B, D]
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setattr(extractor_module, "load_model",
+                        lambda name, weights=None, device="cpu": TinyI3D(name, weights).to(device).eval())
+
+
+def _run(ext: FeatureExtractor, path, start_clip: int = 0) -> list[np.ndarray]:
+    with ext.extract(path, start_clip=start_clip) as feats:
+        return list(feats)
+
+
+def test_blocks_are_t_crops_d_and_t_is_ceil_n_over_16(tiny, make_video):
+    video = make_video("v.mp4", n_frames=37)
+    ext = FeatureExtractor("tiny", weights="random", crops=5, device="cpu", batch_size=2)
+    with ext.extract(video) as feats:
+        assert feats.info.num_frames == 37 and feats.num_clips == 3
+        blocks = list(feats)
+    assert [b.shape for b in blocks] == [(2, 5, 8), (1, 5, 8)]
+    assert all(b.dtype == np.float32 for b in blocks)
+
+
+def test_tail_drop_with_too_few_frames_is_bad_input(tiny, make_video):
+    video = make_video("short.mp4", n_frames=10)
+    ext = FeatureExtractor("tiny", weights="random", crops=1, device="cpu", tail="drop")
+    with pytest.raises(InputError, match="fewer than one clip"):
+        ext.extract(video)
+
+
+def test_unreadable_file_raises_input_error_on_open(tiny, tmp_path):
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    ext = FeatureExtractor("tiny", weights="random", crops=1, device="cpu")
+    with pytest.raises(InputError):
+        ext.extract(bad)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_resume_at_a_batch_boundary_gives_identical_bytes(tiny, make_video, batch_size):
+    video = make_video("long.mp4", n_frames=16 * 7 + 5)
+    ext = FeatureExtractor("tiny", weights="random", crops=1, device="cpu", batch_size=batch_size)
+    full = np.concatenate(_run(ext, video))
+    start = 3 * batch_size if batch_size == 1 else 6
+    resumed = np.concatenate(_run(ext, video, start_clip=start))
+    assert full.shape == (8, 1, 8)
+    assert resumed.tobytes() == full[start:].tobytes()
+
+
+def test_workers_and_batch_size_do_not_change_the_id(tiny, make_video):
+    video = make_video("v.mp4", n_frames=50)
+    a = FeatureExtractor("tiny", weights="random", crops=1, device="cpu", batch_size=1, workers=1)
+    b = FeatureExtractor("tiny", weights="random", crops=1, device="cpu", batch_size=1, workers=3)
+    c = FeatureExtractor("tiny", weights="random", crops=1, device="cpu", batch_size=4, workers=1)
+    assert a.extractor_id == b.extractor_id == c.extractor_id
+    assert np.concatenate(_run(a, video)).tobytes() == np.concatenate(_run(b, video)).tobytes()
+
+
+def test_id_changes_with_everything_that_changes_the_numbers(tiny):
+    base = dict(name="tiny", weights="random", crops=1, device="cpu")
+    ids = {FeatureExtractor(**base).extractor_id}
+    for change in [dict(crops=5), dict(tail="drop"), dict(stride=8), dict(clip_len=8), dict(fps=10.0),
+                   dict(resize="340x256"), dict(preset="inception"), dict(dtype="bfloat16"),
+                   dict(weights="/some/file.pth"), dict(name="tiny2")]:
+        ids.add(FeatureExtractor(**{**base, **change}).extractor_id)
+    assert len(ids) == 11
+    ext = FeatureExtractor(**base)
+    assert ext.extractor_id.startswith("tiny-random-")
+    cfg = ext.config()
+    assert cfg["random_weights"] is True and cfg["extractor_id"] == ext.extractor_id
+
+
+def test_bfloat16_is_close_to_float32(tiny, make_video):
+    video = make_video("v.mp4", n_frames=32)
+    f32 = np.concatenate(_run(FeatureExtractor("tiny", weights="random", crops=1, device="cpu"), video))
+    bf16 = np.concatenate(_run(FeatureExtractor("tiny", weights="random", crops=1, device="cpu", dtype="bfloat16"), video))
+    cos = (f32 * bf16).sum(-1) / (np.linalg.norm(f32, axis=-1) * np.linalg.norm(bf16, axis=-1))
+    assert cos.min() > 0.99
+
+
+def test_queue_is_bounded_and_early_stop_ends_the_worker(tiny, make_video, monkeypatch):
+    """The worker runs ahead of the model by at most the queue size (memory flat in video length)."""
+    video = make_video("v.mp4", n_frames=16 * 12)
+    ext = FeatureExtractor("tiny", weights="random", crops=1, device="cpu", batch_size=1)
+    prepared, consumed = [], []
+    prepare, forward = ext.prepare, ext.forward
+    monkeypatch.setattr(ext, "prepare", lambda clips: (prepared.append(1), prepare(clips))[1])
+
+    def slow_forward(x):
+        time.sleep(0.02)
+        consumed.append(1)
+        return forward(x)
+
+    monkeypatch.setattr(ext, "forward", slow_forward)
+    ahead = 0
+    with ext.extract(video) as feats:
+        for i, _ in enumerate(feats):
+            ahead = max(ahead, len(prepared) - len(consumed))
+            if i == 5:
+                break
+    assert ahead <= extractor_module.QUEUE_BATCHES + 2
+    assert not any(t.name.startswith("decode:") and t.is_alive() for t in threading.enumerate())
+    assert len(prepared) < 12
+
+
+def test_decode_errors_reach_the_caller(tiny, make_video, monkeypatch):
+    video = make_video("v.mp4", n_frames=40)
+    ext = FeatureExtractor("tiny", weights="random", crops=1, device="cpu")
+
+    def broken(clips):
+        raise InputError("corrupt frame")
+
+    monkeypatch.setattr(ext, "prepare", broken)
+    with pytest.raises(InputError, match="corrupt frame"):
+        _run(ext, video)

@@ -48,6 +48,35 @@ def reference_to_ours(state: dict) -> dict:
     return out
 
 
+_OURS_TO_REFERENCE = [
+    (r"^fam\.to_tokens\.", "to_tokens."),
+    (r"^fam\.to_mag\.", "to_mag."),
+    (r"^stages\.(\d+)\.layers\.(\d+)\.conv\.", r"stages.\1.0.layers.\2.0."),
+    (r"^stages\.(\d+)\.layers\.(\d+)\.block\.", r"stages.\1.0.layers.\2.1."),
+    (r"^stages\.(\d+)\.layers\.(\d+)\.ff\.norm\.", r"stages.\1.0.layers.\2.2.0."),
+    (r"^stages\.(\d+)\.layers\.(\d+)\.ff\.expand\.", r"stages.\1.0.layers.\2.2.1."),
+    (r"^stages\.(\d+)\.layers\.(\d+)\.ff\.project\.", r"stages.\1.0.layers.\2.2.4."),
+    (r"^stages\.(\d+)\.transition\.norm\.", r"stages.\1.1.0."),
+    (r"^stages\.(\d+)\.transition\.proj\.", r"stages.\1.1.1."),
+    (r"^head\.norm\.", "to_logits.0."),
+    (r"^head\.fc\.", "fc."),
+]
+
+
+def ours_to_reference(state: dict) -> dict:
+    """Our keys to the reference's, so our weights load into the original code."""
+    out = {}
+    for key, value in state.items():
+        for pattern, repl in _OURS_TO_REFERENCE:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                out[new] = value
+                break
+        else:
+            raise KeyError(key)
+    return out
+
+
 def infer_config(state: dict, **overrides) -> MGFNConfig:
     """Recover the architecture from our state-dict keys and shapes."""
     try:
@@ -60,11 +89,14 @@ def infer_config(state: dict, **overrides) -> MGFNConfig:
             depths.append(len(layers))
             types.append("glance" if f"stages.{s}.layers.0.block.to_qkv.weight" in state else "focus")
         ff_mult = state["stages.0.layers.0.ff.expand.weight"].shape[0] // dims[0]
-        kernel = next((state[k].shape[-1] for k in state if k.endswith("block.rel_pos.weight")), 5)
+        focus = next((k for k in state if k.endswith("block.rel_pos.weight")), None)
+        kernel = state[focus].shape[-1] if focus else 5
+        # heads = width / dim_head; only a Focus block's per-head kernels reveal it
+        dim_head = dims[int(focus.split(".")[1])] // state[focus].shape[0] if focus else 64
     except (KeyError, IndexError, ValueError) as exc:
         raise InputError(f"not an MGFN state dict (missing {exc})") from None
     cfg = dict(feature_size=feature_size, dims=tuple(dims), depths=tuple(depths), block_types=tuple(types),
-               ff_mult=ff_mult, focus_kernel=kernel)
+               ff_mult=ff_mult, focus_kernel=kernel, dim_head=dim_head)
     cfg.update(overrides)
     return MGFNConfig(**cfg)
 

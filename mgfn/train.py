@@ -221,6 +221,8 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
     elif resume:
         log(f"no {last} yet: starting from scratch")
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*run_dir.glob(".*.pt.*.tmp"), *run_dir.glob("*.csv.tmp")]:  # left by a killed run
+        stale.unlink()
     (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
 
     selection = (f"best on the test set ({cfg.metric})" if cfg.select == "test"

@@ -1,0 +1,59 @@
+"""Model shapes for any crop count, feature size and T; losses' pairing options."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mgfn.losses import LossConfig, mgfn_loss, same_class_pairs
+from mgfn.model import MGFN, MGFNConfig
+
+SMALL = dict(dims=(32, 64, 128), depths=(1, 1, 1), dim_head=32)
+
+
+@pytest.mark.parametrize("crops, dim, t", [(1, 4096, 32), (5, 1024, 32), (10, 2048, 7), (3, 16, 2)])
+def test_shapes_for_any_crops_feature_size_and_t(crops, dim, t):
+    model = MGFN(MGFNConfig(feature_size=dim, **SMALL))
+    out = model(torch.rand(4, crops, t, dim + 1))
+    k = min(3, t)
+    assert out.score_normal.shape == out.score_abnormal.shape == (2, 1)
+    assert out.abn_feat.shape == out.nor_feat.shape == (crops * 2, k, 128)
+    assert out.scores.shape == (4, t, 1)
+    terms = mgfn_loss(out, crops)
+    assert torch.isfinite(terms["total"])
+
+
+def test_single_video_inference_and_predict_agree():
+    model = MGFN(MGFNConfig(feature_size=8, **SMALL)).eval()
+    x = torch.rand(1, 2, 50, 9)
+    with torch.no_grad():
+        out, pred = model(x), model.predict(x)
+    torch.testing.assert_close(out.scores[..., 0], pred)
+    torch.testing.assert_close(out.score_normal, out.score_abnormal)
+
+
+def test_selection_dropout_only_in_training():
+    model = MGFN(MGFNConfig(feature_size=8, dropout_rate=0.7, **SMALL))
+    x = torch.rand(4, 1, 32, 9)
+    model.eval()
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    torch.testing.assert_close(a.abn_feat, b.abn_feat)
+
+
+def test_crop_pairing_is_the_reference_half_split_and_video_pairing_differs():
+    crops, b = 4, 3
+    rows = torch.arange(crops * b, dtype=torch.float32).unsqueeze(1)     # row = crop*B + video
+    left, right = same_class_pairs(rows, crops, "crop")
+    assert (left - right).flatten().tolist() == [6.0] * 6                 # crop c+2 vs crop c, same video
+    left, right = same_class_pairs(rows, crops, "video")
+    assert [int(r) % b for r in left.flatten()] == [(int(r) + 1) % b for r in right.flatten()]
+
+
+def test_loss_forms_differ_only_in_smoothness_and_sparsity():
+    torch.manual_seed(0)
+    model = MGFN(MGFNConfig(feature_size=8, dropout_rate=0.0, **SMALL))
+    out = model(torch.rand(4, 2, 32, 9))
+    head, rtfm = mgfn_loss(out, 2, LossConfig(form="head")), mgfn_loss(out, 2, LossConfig(form="rtfm"))
+    for key in ("bce", "con", "con_n", "con_a"):
+        assert float(head[key]) == float(rtfm[key])
+    assert float(head["sparse"]) != float(rtfm["sparse"])

@@ -83,27 +83,35 @@ def _check(frames: torch.Tensor, size: int) -> tuple[int, int]:
     return h, w
 
 
+def crop_windows(height: int, width: int, size: int, crops: int) -> list[tuple[int, int, bool]]:
+    """(top, left, flipped) of each crop in torchvision's order: TL, TR, BL, BR, centre, then on the flipped frame."""
+    centre = _center_anchor(height, width, size)
+    five = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size), centre]
+    if crops == 1:
+        return [(*centre, False)]
+    return [(t, l, False) for t, l in five] + ([(t, l, True) for t, l in five] if crops == 10 else [])
+
+
+def _crop_views(frames: torch.Tensor, size: int, crops: int) -> list[torch.Tensor]:
+    """Views [..., size, size] of each crop; the flipped ones come from one flipped copy of the frames."""
+    h, w = _check(frames, size)
+    flipped = frames.flip(-1) if crops == 10 else None
+    return [(flipped if flip else frames)[..., t:t + size, l:l + size] for t, l, flip in crop_windows(h, w, size, crops)]
+
+
 def five_crop(frames: torch.Tensor, size: int = 224) -> torch.Tensor:
     """Top-left, top-right, bottom-left, bottom-right, centre crops of [..., H, W]: [5, ..., size, size]."""
-    h, w = _check(frames, size)
-    anchors = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), _center_anchor(h, w, size)]
-    return torch.stack([frames[..., t:t + size, l:l + size] for t, l in anchors])
+    return torch.stack(_crop_views(frames, size, 5))
 
 
 def ten_crop(frames: torch.Tensor, size: int = 224) -> torch.Tensor:
     """five_crop, then five_crop of the horizontally flipped frames (torchvision TenCrop): [10, ..., size, size]."""
-    _check(frames, size)
-    return torch.cat([five_crop(frames, size), five_crop(frames.flip(-1), size)])
+    return torch.stack(_crop_views(frames, size, 10))
 
 
 def center_crop(frames: torch.Tensor, size: int = 224) -> torch.Tensor:
     """Centre crop of [..., H, W] (torchvision CenterCrop on frames at least `size`): [..., size, size]."""
-    h, w = _check(frames, size)
-    t, l = _center_anchor(h, w, size)
-    return frames[..., t:t + size, l:l + size]
-
-
-_CROPS = {10: ten_crop, 5: five_crop, 1: lambda frames, size: center_crop(frames, size)[None]}
+    return _crop_views(frames, size, 1)[0]
 
 
 class ClipTransform:
@@ -135,7 +143,8 @@ class ClipTransform:
         return (f"ClipTransform(resize={self.resize!r}, crops={self.crops}, crop_size={self.crop_size}, "
                 f"preset={self.preset!r}, dtype={self.dtype})")
 
-    def __call__(self, clips: torch.Tensor | np.ndarray) -> torch.Tensor:
+    def __call__(self, clips: torch.Tensor | np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Transform a batch; `out` (same shape, dtype, device as the result) is reused instead of allocating."""
         if isinstance(clips, np.ndarray):
             clips = torch.from_numpy(clips)
         if clips.dtype != torch.uint8 or clips.dim() not in (4, 5) or clips.shape[-1] != 3:
@@ -148,12 +157,20 @@ class ClipTransform:
         size = self.crop_size
         frames = clips.permute(0, 1, 4, 2, 3)  # [B, T, 3, H, W], a channels-last view (the fast uint8 resize)
         frames = resize_frames(frames.reshape(b * t, *frames.shape[2:]), self.resize, min_size=size)
-        crops = _CROPS[self.crops](frames, size)  # [K, B*T, 3, S, S] uint8
-        crops = crops.reshape(self.crops, b, t, 3, size, size).permute(1, 0, 3, 2, 4, 5)  # [B, K, 3, T, S, S]
+        frames = frames.contiguous()  # [B*T, 3, h, w]: crops then copy as plain strided blocks (5x faster)
+        shape = (b, self.crops, 3, t, size, size)
+        if out is None:
+            out = torch.empty(shape, dtype=self.dtype, device=frames.device)
+        elif out.shape != (shape[1:] if single else shape) or out.dtype != self.dtype or not out.is_contiguous():
+            raise ValueError(f"out must be a contiguous {self.dtype} tensor of shape {list(shape)}")
+        elif single:
+            out = out[None]
+        for k, crop in enumerate(_crop_views(frames, size, self.crops)):
+            crop = crop.reshape(b, t, 3, size, size).transpose(1, 2)  # [B, 3, T, S, S] uint8 view
+            if self.dtype == torch.float32:
+                out[:, k].copy_(crop)  # the uint8 -> float conversion happens in this one copy
+            else:  # normalise in float32, round once into the narrower type
+                out[:, k].copy_(self.normalization(crop.to(torch.float32)))
         if self.dtype == torch.float32:
-            out = self.normalization(crops.to(torch.float32, memory_format=torch.contiguous_format))
-        else:  # normalise in float32, round once into the narrower type
-            out = torch.empty(crops.shape, dtype=self.dtype, device=crops.device)
-            for k in range(self.crops):
-                out[:, k] = self.normalization(crops[:, k].to(torch.float32), channel_dim=-4)
+            self.normalization(out)
         return out[0] if single else out

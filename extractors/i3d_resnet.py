@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 
 import torch
 from torch import nn
-from pytorchvideo.models.resnet import create_resnet
-from pytorchvideo.models.stem import create_res_basic_stem
+
+with warnings.catch_warnings():  # pytorchvideo 0.1.5 calls the deprecated torch.jit.script at import time
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    from pytorchvideo.models.resnet import create_resnet
+    from pytorchvideo.models.stem import create_res_basic_stem
 
 FEATURE_DIM = 2048
 

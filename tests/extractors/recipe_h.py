@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import struct
 import zlib
 from pathlib import Path
 
@@ -70,8 +71,29 @@ def _arrow_pairs(text_file: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+class _Python2StylePickler(pickle._Pickler):
+    """Writes what Python 2 cPickle wrote for numpy arrays: byte strings as BINSTRING, `numpy.core.multiarray`."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_bytes_as_py2_str(self, obj):
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_bytes_as_py2_str
+
+    def save_global(self, obj, name=None):
+        module = obj.__module__.replace("numpy._core", "numpy.core")
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode("ascii"))
+        self.memoize(obj)
+
+
 def write_caffe2_pkl(tushar_state: dict[str, torch.Tensor], caffe2_blobs_txt: Path, path: Path) -> Path:
-    """A synthetic video-nonlocal-net pickle ({"blobs": {...}}, protocol 2) with momentum blobs, lr and model_iter."""
+    """A synthetic video-nonlocal-net pickle ({"blobs": {...}}, protocol 2, Python 2 layout) with momentum blobs,
+    lr and model_iter, as lib/utils/checkpoints.py save_model_params wrote it."""
     blobs = {}
     for blob, key in _arrow_pairs(caffe2_blobs_txt):
         arr = tushar_state[key].numpy()
@@ -80,7 +102,7 @@ def write_caffe2_pkl(tushar_state: dict[str, torch.Tensor], caffe2_blobs_txt: Pa
     blobs["lr"] = np.array(0.01, dtype=np.float32)
     blobs["model_iter"] = 400001
     with open(path, "wb") as f:
-        pickle.dump({"blobs": blobs}, f, protocol=2)
+        _Python2StylePickler(f, protocol=2).dump({"blobs": blobs})
     return path
 
 

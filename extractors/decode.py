@@ -5,11 +5,12 @@ packet index (one decoded frame per non-discarded packet, which holds for every 
 then yields fewer frames (corrupt data), the last good frame is repeated up to the count and a warning is logged,
 so clip counts computed from `info` always match the clips produced.
 
-Backend speed, measured on the shared UCF-Crime clips (320x240 H.264, 2 shared CPU cores): PyAV with one reused
-RGB converter decodes about 3,000-3,900 frames/s, decord 2,100-2,600 frames/s; on 640x272 and 768x576 files
-PyAV is also ahead (1,330 vs 1,290; 1,180 vs 940). So "auto" uses PyAV and falls back to decord only when PyAV
-opens a file but cannot decode it. Both give identical RGB for even-sized 4:2:0 and for 4:4:4 / gray sources;
-for odd-sized 4:2:0 their chroma upsampling differs (max 25 levels, equal mean error against the source).
+Backend cost, measured through this module on the shared clips (CPU seconds, so other load does not count):
+PyAV with one reused RGB converter decodes 2,500 frames per CPU-second on 320x240 H.264 (RoadAccidents002),
+1,500 on 640x272 H.264 and 1,530 on 768x576 MS-MPEG4 AVI; decord 1,700-1,950, 950-1,030 and 550. So "auto" uses
+PyAV and falls back to decord only when PyAV opens a file but cannot decode it. Both give identical RGB for
+even-sized 4:2:0 and for 4:4:4 / gray sources; for odd-sized 4:2:0 their chroma upsampling differs (max 25 levels,
+mean under 1, equal error against the source). Rotation metadata (phone videos) is ignored by both.
 PyAV resumes by seeking to the keyframe before `start` and placing frames by pts (decoding from 0 when in doubt);
 decord's own seeks return wrong frames on open-GOP and B-frame AVI/MKV files, so it decodes from 0 instead.
 """

@@ -96,7 +96,8 @@ def _crop_views(frames: torch.Tensor, size: int, crops: int) -> list[torch.Tenso
     """Views [..., size, size] of each crop; the flipped ones come from one flipped copy of the frames."""
     h, w = _check(frames, size)
     flipped = frames.flip(-1) if crops == 10 else None
-    return [(flipped if flip else frames)[..., t:t + size, l:l + size] for t, l, flip in crop_windows(h, w, size, crops)]
+    return [(flipped if flip else frames)[..., t:t + size, l:l + size]
+            for t, l, flip in crop_windows(h, w, size, crops)]
 
 
 def five_crop(frames: torch.Tensor, size: int = 224) -> torch.Tensor:

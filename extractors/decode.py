@@ -34,7 +34,7 @@ VIDEO_EXTENSIONS = (".3gp", ".asf", ".avi", ".flv", ".m2ts", ".m4v", ".mkv", ".m
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png")
 BACKENDS = ("auto", "pyav", "decord", "frames")
 AUTO_ORDER = ("pyav", "decord")  # fastest first, see the module docstring for the measurements
-FRAME_FOLDER_FPS = 25.0  # frame folders carry no timing; this is what `info.fps` says unless told otherwise
+FRAME_FOLDER_FPS = 25.0  # frame folders (and streams without any timing) say this in `info.fps` unless told otherwise
 
 
 @dataclass
@@ -260,8 +260,6 @@ class PyAVReader(VideoReader):
             if not pts:
                 raise InputError(f"{self.path.name}: video stream has no frames (truncated or empty file?)")
             rate = stream.average_rate or stream.guessed_rate
-            ctx = stream.codec_context
-            width, height = ctx.width, ctx.height
         finally:
             container.close()
         if None in pts or time_base is None:

@@ -127,7 +127,8 @@ def fetch(entry: WeightsEntry) -> Path:
         raise
     except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: a malformed URL
         tmp.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
+        reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else \
+            getattr(exc, "reason", None) or exc
         raise InputError(f"cannot download {entry.filename} from {entry.url} ({reason}); "
                          f"fetch it yourself and put it at {dest}") from None
     except BaseException:

@@ -226,9 +226,10 @@ def run_cli(*args, **kw) -> subprocess.Popen:
 def test_sigkill_mid_run_then_rerun_gives_identical_outputs(make_video, tmp_path):
     vids = tmp_path / "videos"
     make_video("a_short.mp4", 16, directory=vids, seed=1)
-    make_video("b_long.mp4", 16 * 6, directory=vids, seed=2)
-    make_video("c_short.mp4", 20, directory=vids, seed=3)
-    common = ["--weights", "random", "--crops", "1", "--device", "cpu", "--flush-every", "1", "--no-progress"]
+    make_video("b_long.mp4", 16 * 4, directory=vids, seed=2)
+    make_video("c_short.mp4", 12, directory=vids, seed=3)
+    common = ["--weights", "random", "--crops", "1", "--device", "cpu", "--dtype", "bfloat16", "--flush-every", "1",
+              "--no-progress"]
 
     out = tmp_path / "out"
     proc = run_cli(vids, "--out", out, *common)
@@ -241,32 +242,29 @@ def test_sigkill_mid_run_then_rerun_gives_identical_outputs(make_video, tmp_path
                 done = json.loads(progress[0].read_text())["clips_done"]
             except (ValueError, OSError):
                 done = 0
-            if 1 <= done < 6:
+            if 1 <= done < 4:
                 proc.send_signal(signal.SIGKILL)
                 killed_at = done
                 break
-        time.sleep(0.01)
+        time.sleep(0.005)
     proc.wait()
     assert killed_at is not None, "the first run ended before it could be killed mid-video"
-    first = manifest(out)
-    assert [r["video_id"] for r in first] == ["a_short"]
+    assert [r["video_id"] for r in manifest(out)] == ["a_short"]
 
     rerun = run_cli(vids, "--out", out, *common)
     stdout, stderr = rerun.communicate(timeout=180)
     assert rerun.returncode == 0, stderr
     assert "2 done, 1 skipped" in stdout and "random weights" in stderr
 
-    ref = tmp_path / "ref"
-    uninterrupted = run_cli(vids, "--out", ref, *common)
-    uninterrupted.communicate(timeout=180)
-    assert uninterrupted.returncode == 0
+    ref = tmp_path / "ref"  # the uninterrupted run, in-process (same code, same seeded random weights)
+    assert cli(["extract", str(vids), "--out", str(ref), *common]) == 0
 
     recs = manifest(out)
     assert sorted(r["video_id"] for r in recs) == ["a_short", "b_long", "c_short"]  # none done twice
     second_run = {r["run"] for r in recs[1:]}
     assert len(second_run) == 1 and recs[0]["run"] not in second_run
     b = next(r for r in recs if r["video_id"] == "b_long")
-    assert b["resumed_from"] >= killed_at and b["shape"] == [6, 1, 2048]
+    assert b["resumed_from"] >= killed_at and b["shape"] == [4, 1, 2048]
     for name in ("a_short.npy", "b_long.npy", "c_short.npy"):
         assert (store_dir(out) / name).read_bytes() == (store_dir(ref) / name).read_bytes(), name
     assert leftovers(out) == []
@@ -274,11 +272,11 @@ def test_sigkill_mid_run_then_rerun_gives_identical_outputs(make_video, tmp_path
 
 @pytest.mark.slow
 def test_real_i3d_r50_ten_crops_gives_t_10_2048(make_video, tmp_path):
-    v = make_video("v.mp4", 17)
+    v = make_video("v.mp4", 16)
     out = tmp_path / "out"
     proc = run_cli(v, "--out", out, "--weights", "random", "--device", "cpu", "--dtype", "bfloat16", "--no-progress")
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 0, stderr
     arr = np.load(store_dir(out) / "v.npy")
-    assert arr.shape == (2, 10, 2048) and arr.dtype == np.float32 and np.isfinite(arr).all()
+    assert arr.shape == (1, 10, 2048) and arr.dtype == np.float32 and np.isfinite(arr).all()
     assert not np.allclose(arr[:, 0], arr[:, 5])  # a crop and its flip differ

@@ -45,18 +45,43 @@ class MGFNConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+# The reference runs channels-first 1-D convolutions on `[N, C, T]`. We keep its parameters (Conv1d weights,
+# so checkpoints map one to one) but compute on `[N, T, C]`: every 1x1 conv is one GEMM, a k-tap temporal
+# conv is one GEMM on k stacked kernels plus shifted adds. Same maths; on CPU the backward pass is ~2x faster
+# than mkldnn's conv1d backward, and no layout copies are needed between blocks.
+
+def pointwise(conv: nn.Conv1d, x):
+    """A 1x1 Conv1d applied to `[N, T, C_in]` -> `[N, T, C_out]`."""
+    return F.linear(x, conv.weight.squeeze(-1), conv.bias)
+
+
+def temporal(conv: nn.Conv1d, x):
+    """A k-tap Conv1d (zero padding k//2) applied to `[N, T, C_in]` -> `[N, T, C_out]`."""
+    k, pad, out = conv.kernel_size[0], conv.padding[0], conv.out_channels
+    n, t, _ = x.shape
+    z = F.linear(x, conv.weight.permute(2, 0, 1).reshape(k * out, -1)).view(n, t, k, out)   # tap j of x[t]
+    y = z[:, :, pad]
+    for j in range(k):                         # y[t] = sum_j w_j x[t + j - pad] = sum_j z[t + j - pad, j]
+        shift = j - pad
+        if shift < 0:
+            y = y + F.pad(z[:, : t + shift, j], (0, 0, -shift, 0))
+        elif shift > 0:
+            y = y + F.pad(z[:, shift:, j], (0, 0, 0, shift))
+    return y + conv.bias if conv.bias is not None else y
+
+
 class ChannelLayerNorm(nn.Module):
-    """LayerNorm over channels of `[N, C, T]`; eps is added to the standard deviation, as in the reference."""
+    """LayerNorm over channels; eps is added to the standard deviation, as in the reference."""
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
         self.eps = eps
-        self.g = nn.Parameter(torch.ones(1, dim, 1))
+        self.g = nn.Parameter(torch.ones(1, dim, 1))     # reference shapes, for checkpoint compatibility
         self.b = nn.Parameter(torch.zeros(1, dim, 1))
 
-    def forward(self, x):
-        var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
-        return (x - mean) / (var.sqrt() + self.eps) * self.g + self.b
+    def forward(self, x):                                # [N, T, C]
+        var, mean = torch.var_mean(x, dim=-1, unbiased=False, keepdim=True)
+        return (x - mean) / (var.sqrt() + self.eps) * self.g.view(-1) + self.b.view(-1)
 
 
 class FeedForward(nn.Module):
@@ -69,8 +94,8 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.project = nn.Conv1d(dim * mult, dim, 1)
 
-    def forward(self, x):
-        return self.project(self.dropout(F.gelu(self.expand(self.norm(x)))))
+    def forward(self, x):                                # [N, T, d]
+        return pointwise(self.project, self.dropout(F.gelu(pointwise(self.expand, self.norm(x)))))
 
 
 class GlanceBlock(nn.Module):
@@ -83,12 +108,12 @@ class GlanceBlock(nn.Module):
         self.to_qkv = nn.Conv1d(dim, 3 * heads * dim_head, 1, bias=False)
         self.to_out = nn.Conv1d(heads * dim_head, dim, 1)
 
-    def forward(self, x):                                           # [N, d, T]
-        n, _, t = x.shape
-        qkv = self.to_qkv(self.norm(x))                             # [N, 3*h*dh, T]
-        q, k, v = qkv.view(n, 3, self.heads, self.dim_head, t).transpose(-1, -2).unbind(1)  # [N, h, T, dh]
+    def forward(self, x):                                           # [N, T, d]
+        n, t, _ = x.shape
+        qkv = pointwise(self.to_qkv, self.norm(x))                  # [N, T, 3*h*dh]
+        q, k, v = qkv.view(n, t, 3, self.heads, self.dim_head).permute(2, 0, 3, 1, 4).unbind(0)  # [N, h, T, dh]
         out = F.scaled_dot_product_attention(q, k, v)               # softmax(q k^T / sqrt(dh)) v
-        return self.to_out(out.transpose(-1, -2).reshape(n, -1, t))
+        return pointwise(self.to_out, out.transpose(1, 2).reshape(n, t, -1))
 
 
 class FocusBlock(nn.Module):
@@ -106,12 +131,14 @@ class FocusBlock(nn.Module):
         self.rel_pos = nn.Conv1d(heads, heads, kernel, padding=kernel // 2, groups=heads)
         self.to_out = nn.Conv1d(heads * dim_head, dim, 1)
 
-    def forward(self, x):                                           # [N, d, T]
-        v = self.to_v(self.norm(x))                                 # [N, h*dh, T]
-        weight = self.rel_pos.weight.repeat(self.dim_head, 1, 1)     # [dh*h, 1, k], channel j -> head j % h
-        bias = self.rel_pos.bias.repeat(self.dim_head)
-        out = F.conv1d(v, weight, bias, padding=self.rel_pos.padding, groups=v.shape[1])
-        return self.to_out(out)
+    def forward(self, x):                                           # [N, T, d]
+        n, t, d = x.shape
+        v = pointwise(self.to_v, self.norm(x.reshape(n * t, d)).view(n, t, d))   # [N, T, h*dh]
+        weight = self.rel_pos.weight[:, 0].repeat(self.dim_head, 1)  # [dh*h, k]: channel j -> head j % h
+        k, pad = weight.shape[1], self.rel_pos.padding[0]
+        padded = F.pad(v, (0, 0, pad, k - 1 - pad))                  # [N, T + k - 1, h*dh]
+        out = self.rel_pos.bias.repeat(self.dim_head) + sum(padded[:, j:j + t] * weight[:, j] for j in range(k))
+        return pointwise(self.to_out, out)
 
 
 class MGFNLayer(nn.Module):
@@ -123,8 +150,8 @@ class MGFNLayer(nn.Module):
         self.block = block
         self.ff = FeedForward(dim, ff_mult, ff_dropout)
 
-    def forward(self, x):
-        x = self.conv(x) + x
+    def forward(self, x):                                           # [N, T, d]
+        x = temporal(self.conv, x) + x
         x = self.block(x) + x
         return self.ff(x) + x
 
@@ -137,8 +164,8 @@ class Transition(nn.Module):
         self.norm = ChannelLayerNorm(dim_in)
         self.proj = nn.Conv1d(dim_in, dim_out, 1)
 
-    def forward(self, x):
-        return self.proj(self.norm(x))
+    def forward(self, x):                                           # [N, T, d_in] -> [N, T, d_out]
+        return pointwise(self.proj, self.norm(x))
 
 
 class Stage(nn.Module):
@@ -169,9 +196,9 @@ class FeatureAmplification(nn.Module):
         self.to_tokens = nn.Conv1d(feature_size, dim, 3, padding=1)
         self.to_mag = nn.Conv1d(1, dim, 3, padding=1)
 
-    def forward(self, x):                                           # [N, D+1, T]
-        features, magnitude = x[:, : self.feature_size], x[:, self.feature_size:]
-        return self.to_tokens(features) + self.mag_ratio * self.to_mag(magnitude)
+    def forward(self, x):                                           # [N, T, D+1] -> [N, T, d0]
+        features, magnitude = x[..., : self.feature_size], x[..., self.feature_size:]
+        return temporal(self.to_tokens, features) + self.mag_ratio * temporal(self.to_mag, magnitude)
 
 
 class Head(nn.Module):
@@ -217,11 +244,10 @@ class MGFN(nn.Module):
         v, crops, t, c = video.shape
         if c != self.config.feature_size + 1:
             raise ValueError(f"expected {self.config.feature_size + 1} channels (features + magnitude), got {c}")
-        x = video.reshape(v * crops, t, c).transpose(1, 2)         # [V*crops, D+1, T]
-        x = self.fam(x)                                            # [V*crops, d0, T]
+        x = self.fam(video.reshape(v * crops, t, c))               # [V*crops, T, d0]
         for stage in self.stages:
-            x = stage(x)                                           # [V*crops, d_last, T]
-        return self.head(x.transpose(1, 2))
+            x = stage(x)                                           # [V*crops, T, d_last]
+        return self.head(x)
 
     def predict(self, video):
         """Crop-averaged snippet scores `[V, T]` without top-k selection (scoring any number of videos)."""

@@ -511,6 +511,9 @@ def make_scene_videos(out_dir, n_normal: int = 20, n_abnormal: int = 10, frames:
         raise ValueError(f"size must be even for yuv420p, got {width}x{height}")
     if frames < 16:
         raise ValueError(f"frames must be at least 16 (one clip), got {frames}")
+    unknown = [k for k in kinds if k not in ANOMALIES]
+    if unknown or (n_abnormal and not kinds):
+        raise ValueError(f"anomaly types must be among {', '.join(ANOMALIES)}; got {list(kinds)}")
     out = Path(out_dir)
     (out / "gt").mkdir(parents=True, exist_ok=True)
     prefix = f"{split}_" if split else ""

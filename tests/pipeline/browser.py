@@ -32,8 +32,7 @@ def ensure_chromium() -> str:
         pytest.skip(f"{CHROMIUM} is missing and cannot be installed here (needs apt-get as root): "
                     "apt-get install -y chromium chromium-driver")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium",
-                                        "chromium-driver"]):
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium", "chromium-driver"]):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             pytest.skip(f"installing chromium failed ({' '.join(cmd)}): {done.stderr.strip()[-300:]}")

@@ -139,7 +139,6 @@ def test_report_embeds_small_videos_when_asked(tmp_path):
     assert page.count('src="data:video/mp4;base64,') == 0
 
 
-@pytest.mark.timeout(120)
 def test_report_in_headless_chromium(tmp_path):
     from browser import chromium_browser, serve_folder
 

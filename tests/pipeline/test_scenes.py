@@ -106,9 +106,12 @@ def test_runner_and_vehicle_move_faster_than_walkers():
     assert abs(vehicle.vehicle.x[e] - vehicle.vehicle.x[s]) / (e - s) > 3 * max(walkers)
 
 
-def test_odd_size_is_refused(tmp_path):
+def test_odd_size_and_unknown_anomaly_types_are_refused(tmp_path):
     with pytest.raises(ValueError, match="even"):
         make_scene_videos(tmp_path, n_normal=1, n_abnormal=0, frames=32, size=(161, 120))
+    with pytest.raises(ValueError, match="anomaly types"):
+        make_scene_videos(tmp_path, n_normal=0, n_abnormal=1, frames=32, kinds=("juggling",))
+    assert not list(tmp_path.glob("*.mp4"))
 
 
 @pytest.mark.slow

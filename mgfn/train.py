@@ -84,6 +84,28 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def feature_provenance(entries) -> dict:
+    """What made the features: the `extractor.json` a feature store keeps beside its files, when there is one.
+
+    Scoring refuses a model whose features came from a different extractor, so this travels in checkpoints.
+    """
+    folders = {e.path.parent for e in entries}
+    infos = {}
+    for folder in folders:
+        info = folder / "extractor.json"
+        if info.is_file():
+            try:
+                infos[folder] = json.loads(info.read_text())
+            except ValueError:
+                raise InputError(f"{info}: unreadable extractor description") from None
+    if not infos:
+        return {}
+    ids = {i.get("extractor_id") for i in infos.values()}
+    if len(ids) > 1 or len(infos) != len(folders):
+        raise InputError(f"training features come from different extractors or unlabelled folders: {sorted(map(str, ids))}")
+    return {"extractor": next(iter(infos.values()))}
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -230,7 +252,8 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
     log(f"{len(train_entries)} training videos ({data.info.crops} crops x {data.info.feature_size}-d), "
         f"{len(test_entries)} test videos, {len(batches)} iterations/epoch, device {device}; checkpoint: {selection}")
     metrics_log = MetricsLog(run_dir, start_epoch)
-    extra = {"provenance": provenance or {}, "train_config": asdict(cfg),
+    provenance = {**feature_provenance(train_entries), **(provenance or {})}
+    extra = {"provenance": provenance, "train_config": asdict(cfg),
              "feature_info": {"feature_size": data.info.feature_size, "crops": data.info.crops},
              "selection": selection}
     metrics: dict = {}

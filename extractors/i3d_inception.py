@@ -7,6 +7,7 @@ import re
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 FEATURE_DIM = 1024
 
@@ -162,6 +163,16 @@ class InceptionI3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    @torch.no_grad()
+    def fold_batchnorm(self) -> "InceptionI3d":
+        """Inference only: fold every BatchNorm into the conv before it (one pass over memory less per conv)."""
+        self.eval()
+        for module in list(self.modules()):
+            if isinstance(module, Unit3D) and module.bn is not None:
+                module.conv3d = fuse_conv_bn_eval(module.conv3d, module.bn)
+                module.bn = None
+        return self
 
 
 # ---- state-dict key names -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 with warnings.catch_warnings():  # pytorchvideo 0.1.5 calls the deprecated torch.jit.script at import time
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -21,6 +22,9 @@ FEATURE_DIM = 2048
 
 # Temporal kernel of each bottleneck's first 1x1 conv, repeated to the stage depth (3, 4, 6, 3):
 # res2 3,3,3; res3 3,1,3,1; res4 3,1,3,1,3,1; res5 1,3,1.
+_CONV_NORM_PAIRS = (("conv", "norm"), ("conv_a", "norm_a"), ("conv_b", "norm_b"), ("conv_c", "norm_c"),
+                    ("branch1_conv", "branch1_norm"))
+
 _CONV_A_KERNELS = (
     (3, 1, 1),
     [(3, 1, 1), (1, 1, 1)],
@@ -64,6 +68,18 @@ class I3DResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    @torch.no_grad()
+    def fold_batchnorm(self) -> "I3DResNet":
+        """Inference only: fold every BatchNorm into the conv before it (one pass over memory less per conv)."""
+        self.eval()
+        for module in list(self.modules()):
+            for conv_name, norm_name in _CONV_NORM_PAIRS:
+                conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+                if isinstance(conv, nn.Conv3d) and isinstance(norm, nn.BatchNorm3d):
+                    setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
+                    setattr(module, norm_name, None)  # pytorchvideo blocks skip a norm that is None
+        return self
 
 
 def _build(stem_conv_stride, stem_pool_kernel_size, stem_pool_stride, stem, head_pool, head_pool_kernel_size,

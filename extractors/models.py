@@ -32,10 +32,11 @@ _CLASSIFIER_KEY = {"i3d_r50_caffe2": "blocks.6.proj.weight", "i3d_r50_ptv": "blo
 
 
 def load_model(name: str, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-               channels_last: bool = True) -> nn.Module:
+               channels_last: bool = True, fold_batchnorm: bool = True) -> nn.Module:
     """Extractor `name` in eval mode on `device`, with `.name`, `.preset`, `.feature_dim` and `.provenance`.
 
     `weights`: a registry name (default: the extractor's), a local checkpoint in any supported format, or "random".
+    The model is for inference: BatchNorms folded into the convs and channels_last_3d weights unless asked otherwise.
     """
     if name not in EXTRACTORS:
         raise InputError(f"unknown extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
@@ -55,7 +56,10 @@ def load_model(name: str, weights: str | os.PathLike | None = None, device: str 
         model = ARCHITECTURES[arch](num_classes=num_classes, **loaded.model_kwargs)
         _load_state_dict(model, loaded.state_dict, resolved.path)
 
-    model.eval().to(device)
+    model.eval()
+    if fold_batchnorm:
+        model.fold_batchnorm()
+    model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last_3d)
     model.name = name

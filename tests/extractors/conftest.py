@@ -44,7 +44,10 @@ def inception_piergiaj_state(recipe, inception_ref):
 def assert_close_to_reference(actual, expected, what: str = "") -> None:
     """README section 6: max |impl - ref| <= 1e-5 * max(1, max |ref|)."""
     import numpy as np
+    import torch
 
+    if isinstance(actual, torch.Tensor):
+        actual = actual.detach().float().cpu().numpy()
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"

@@ -2,7 +2,6 @@
 pytorchvideo equivalence, memory formats and shapes."""
 from __future__ import annotations
 
-import copy
 import hashlib
 import re
 import warnings
@@ -58,10 +57,19 @@ def test_every_r50_format_gives_the_same_tensors(r50_files, r50_tushar_state):
         assert all(torch.equal(got[k], expected[k]) and got[k].dtype == torch.float32 for k in expected), fmt
 
 
-def test_contiguous_and_channels_last_give_the_same_numbers(r50_model, recipe, assert_close):
-    contiguous = copy.deepcopy(r50_model).to(memory_format=torch.contiguous_format)
+def test_unfolded_batchnorm_model_matches_the_reference_too(r50_files, recipe, r50_ref, assert_close):
+    model = extractors.load_model("i3d_r50_rtfm", weights=r50_files["tushar_pth"], fold_batchnorm=False)
+    assert isinstance(model.blocks[0].norm, torch.nn.BatchNorm3d) and model.blocks[0].norm.eps == 1e-5
+    with torch.inference_mode():
+        fmap = model.forward_features(recipe.formula_h_input((1, 3, 16, 224, 224)))
+    assert_close(model.pool_features(fmap), np.load(r50_ref / "variant_H" / "feature_T16.npy"), "unfolded feature")
+    assert_close(model.forward_head(fmap), np.load(r50_ref / "variant_H" / "logits_T16.npy"), "unfolded logits")
+
+
+def test_contiguous_and_channels_last_give_the_same_numbers(r50_model, r50_files, recipe, assert_close):
+    contiguous = extractors.load_model("i3d_r50_rtfm", weights=r50_files["caffe2_pkl"], channels_last=False)
     assert r50_model.blocks[0].conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
-    assert contiguous.blocks[0].conv.weight.is_contiguous()
+    assert not contiguous.blocks[0].conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     x = recipe.formula_h_input((2, 3, 16, 112, 112))
     with torch.inference_mode():
         expected = contiguous.features(x)
@@ -157,13 +165,19 @@ def test_pytorchvideo_checkpoint_loads_and_matches_pytorchvideo(tmp_path):
 
 # ---- shapes -----------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("T", [16, 32])
 @pytest.mark.parametrize("build, t_div", [(i3d_r50_caffe2, 8), (i3d_r50_ptv, 2)])
-def test_features_shape_for_16_and_32_frames(build, t_div):
-    model = build().eval().to(memory_format=torch.channels_last_3d)
-    for T in (16, 32):
-        x = torch.randn(2, 3, T, 64, 64)
-        with torch.inference_mode():
-            fmap = model.forward_features(x)
-            features = model.pool_features(fmap)
-        assert features.shape == (2, 2048) and features.dtype == torch.float32
-        assert tuple(fmap.shape[1:3]) == (2048, T // t_div)
+def test_features_and_logits_shapes(build, t_div, T):
+    model = build().eval().to("meta")  # shapes only: no compute
+    with torch.inference_mode():
+        fmap = model.forward_features(torch.empty(2, 3, T, 224, 224, device="meta"))
+        features, logits = model.pool_features(fmap), model.forward_head(fmap)
+    assert tuple(fmap.shape) == (2, 2048, T // t_div, 7, 7)
+    assert features.shape == (2, 2048) and logits.shape == (2, 400)
+
+
+def test_features_run_on_small_real_input():
+    model = i3d_r50_caffe2().eval().fold_batchnorm().to(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        features = model.features(torch.randn(2, 3, 16, 64, 64))
+    assert features.shape == (2, 2048) and features.dtype == torch.float32 and torch.isfinite(features).all()

@@ -229,7 +229,7 @@ def test_cached_registry_file_is_used_by_load_model(hub_dir, recipe, r50_ref, r5
     hub_dir.mkdir(parents=True)
     recipe.write_caffe2_pkl(r50_tushar_state, r50_ref / "caffe2_blobs.txt",
                             hub_dir / "i3d_baseline_32x2_IN_pretrain_400k.pkl")
-    model = extractors.load_model("i3d_r50_rtfm")
+    model = extractors.load_model("i3d_r50_rtfm", fold_batchnorm=False)
     prov = model.provenance
     assert prov["weights_name"] == "i3d_r50_kinetics_caffe2" and prov["weights_format"] == "caffe2_pkl"
     assert prov["sha256"] == weights_digest(hub_dir / "i3d_baseline_32x2_IN_pretrain_400k.pkl")

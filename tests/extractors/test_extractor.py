@@ -14,7 +14,7 @@ from torch import nn
 
 import extractors.extractor as extractor_module
 from extractors.errors import InputError
-from extractors.extractor import FeatureExtractor
+from extractors.extractor import FeatureExtractor, inference_network, pack_convolutions
 
 
 class TinyI3D(nn.Module):
@@ -146,3 +146,21 @@ def test_decode_errors_reach_the_caller(tiny, make_video, monkeypatch):
     monkeypatch.setattr(ext, "prepare", broken)
     with pytest.raises(InputError, match="corrupt frame"):
         _run(ext, video)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_convolutions_give_the_same_numbers_as_eager(dtype):
+    """Folded BatchNorm + packed weights + fused ReLU / residual add: the real I3D-R50 graph, small input."""
+    from extractors.models import load_model
+
+    torch.manual_seed(0)
+    net, folded = inference_network(load_model("i3d_r50_rtfm", weights="random"))
+    assert folded
+    net = net.to(memory_format=torch.channels_last_3d).to(dtype)
+    x = torch.randn(3, 3, 8, 64, 64).to(dtype).contiguous(memory_format=torch.channels_last_3d)  # [N, 3, T, H, W]
+    with torch.inference_mode():
+        eager = net(x)
+        packed = pack_convolutions(net, x[:1], batch=3)
+        assert not any(isinstance(m, nn.Conv3d) for m in packed.modules())
+        assert packed(x).float().equal(eager.float())
+        assert packed(x[:2]).float().equal(eager[:2].float())  # a last, smaller batch

@@ -194,11 +194,13 @@ class LoadedWeights:
     model_kwargs: dict = field(default_factory=dict)
 
 
-def read_weights(path: str | os.PathLike, format: str | None = None) -> LoadedWeights:
-    """Read any supported checkpoint (format auto-detected from its structure and key names) into our keys."""
+def read_weights(path: str | os.PathLike, expect_format: str | None = None) -> LoadedWeights:
+    """Read any supported checkpoint (format detected from its structure and key names) into our keys."""
     path = Path(path)
     raw = _load_raw(path)
-    fmt = format or detect_format(raw, path)
+    fmt = detect_format(raw, path)
+    if expect_format is not None and fmt != expect_format:
+        raise InputError(f"{path} is a {fmt} checkpoint, not the {expect_format} file expected there")
     spec = FORMATS[fmt]
     return LoadedWeights(spec.convert(raw), fmt, spec.family, dict(spec.model_kwargs))
 

@@ -20,10 +20,7 @@ import extractors
 from extractors import weights as W
 from extractors.errors import InputError
 from extractors.models import EXTRACTORS
-from extractors.weights import (WEIGHTS, InputError as _InputErrorReexport, caffe2_blob_to_tushar_key, read_weights,
-                                resolve_weights, weights_digest)
-
-assert _InputErrorReexport is InputError
+from extractors.weights import WEIGHTS, caffe2_blob_to_tushar_key, read_weights, resolve_weights, weights_digest
 
 
 @pytest.fixture
@@ -236,6 +233,14 @@ def test_cached_registry_file_is_used_by_load_model(hub_dir, recipe, r50_ref, r5
     ours = model.state_dict()
     assert torch.equal(ours["blocks.5.res_blocks.2.branch2.norm_c.running_var"],
                        r50_tushar_state["layer4.2.bn3.running_var"])
+
+
+def test_cached_file_in_another_format_is_refused(hub_dir):
+    hub_dir.mkdir(parents=True)
+    torch.save({"conv1.weight": torch.zeros(1), "layer4.2.conv3.weight": torch.zeros(1)},
+               hub_dir / "i3d_baseline_32x2_IN_pretrain_400k.pkl")
+    with pytest.raises(InputError, match="is a tushar_pth checkpoint, not the caffe2_pkl file"):
+        extractors.load_model("i3d_r50_rtfm")
 
 
 # ---- Caffe2 pickles: numpy arrays only --------------------------------------------------------------------------

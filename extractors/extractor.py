@@ -57,10 +57,9 @@ class _Features(nn.Module):
 
 
 def inference_network(model: nn.Module) -> tuple[nn.Module, bool]:
-    """`model.features` with each conv + BatchNorm pair folded into one conv (eval-mode identity up to rounding).
+    """`model.features` as a torch.fx graph (any BatchNorm left folded into its conv), or as it is if untraceable.
 
-    Folding removes a full pass over every activation per BatchNorm: about 25% of the CPU time of I3D-R50. A model
-    torch.fx cannot trace runs unfolded. Returns (network, folded).
+    The graph lets the CPU path pack conv weights and fuse ReLUs (`pack_convolutions`). Returns (network, traced).
     """
     from torch.fx.experimental.optimization import fuse
 
@@ -68,6 +67,17 @@ def inference_network(model: nn.Module) -> tuple[nn.Module, bool]:
         return fuse(_Features(model).eval(), inplace=True), True  # the caller drops `model`: no copy
     except Exception:  # untraceable (data-dependent control flow): run it as it is
         return _Features(model).eval(), False
+
+
+def pool_in_float32(net: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Average the last feature map in float32, so bfloat16 activations still give float32-precision features."""
+    for node in list(net.graph.nodes):
+        if (node.op == "call_method" and node.target == "mean") or (node.op == "call_function" and node.target is torch.mean):
+            with net.graph.inserting_before(node):
+                upcast = net.graph.call_method("float", (node.args[0],))
+            node.replace_input_with(node.args[0], upcast)
+    net.recompile()
+    return net
 
 
 class PackedConv3d(nn.Module):
@@ -182,12 +192,14 @@ class FeatureExtractor:
         if self.device.type == "cuda" and dtype == "float32":  # float32 means float32: no TF32 convs or matmuls
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
-        self.network, self.bn_folded = inference_network(model)  # a folded copy; `model` itself is dropped
+        self.network, self.traced = inference_network(model)  # `model` itself is dropped
         self.network.to(memory_format=torch.channels_last_3d)
         if dtype == "bfloat16":  # weights cast once, not by autocast on every forward (same rounding either way)
             self.network.to(torch.bfloat16)
         self.packed = False
-        if self.device.type == "cpu" and self.bn_folded and torch.backends.mkldnn.is_available():
+        if self.traced and dtype == "bfloat16":
+            pool_in_float32(self.network)
+        if self.device.type == "cpu" and self.traced and torch.backends.mkldnn.is_available():
             sample = torch.zeros(1, 3, clip_len, crop_size, crop_size, dtype=DTYPES[dtype])
             try:
                 self.network = pack_convolutions(self.network, sample.contiguous(memory_format=torch.channels_last_3d),
@@ -215,7 +227,7 @@ class FeatureExtractor:
         return {"name": self.name, "weights": _weights_digest(self.provenance), "clip_len": self.clip_len,
                 "stride": self.stride, "fps": self.fps, "tail": self.tail, "resize": self.resize,
                 "crops": self.crops, "crop_size": self.crop_size, "preset": self.preset,
-                "transform": self.transform.describe(), "dtype": self.dtype, "bn_folded": self.bn_folded}
+                "transform": self.transform.describe(), "dtype": self.dtype}
 
     def _make_id(self) -> str:
         digest = hashlib.sha256(json.dumps(self._numbers(), sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -266,7 +278,9 @@ class FeatureExtractor:
     @torch.inference_mode()
     def run_network(self, x: torch.Tensor) -> np.ndarray:
         """Network input [b*crops, 3, T, S, S] on the device -> features [b, crops, D] float32 numpy."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):
+        # bfloat16: autocast, except for the packed CPU network, which is bfloat16 throughout already (autocast
+        # would hand its max-pools float32); the rounding is the same either way.
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16" and not self.packed):
             f = self.network(x)  # [b*crops, D]
         return f.float().reshape(-1, self.crops, f.shape[-1]).cpu().numpy()
 

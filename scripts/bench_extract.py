@@ -135,7 +135,7 @@ def naive_fps(frames: np.ndarray, video: Path, k: int, device: torch.device, wei
     from PIL import Image
     import torchvision.transforms.functional as TF
 
-    model = load_model("i3d_r50_rtfm", weights=weights, device=str(device), channels_last=False)
+    model = load_model("i3d_r50_rtfm", weights=weights, device=str(device), channels_last=False, fold_batchnorm=False)
 
     def run(clip_frames: np.ndarray) -> None:
         pil = [TF.resize(Image.fromarray(f), 256) for f in clip_frames]  # PIL bilinear, short side 256

@@ -39,6 +39,15 @@ def _unpadded_pool_stem(**kwargs) -> nn.Module:
     return create_res_basic_stem(**kwargs)
 
 
+class TemporalMaxPool(nn.Module):
+    """MaxPool3d((2,1,1), stride (2,1,1)) after res2, as the maximum of even and odd frames: the same numbers,
+    3-4x faster on CPU than max_pool3d (which also computes argmax indices)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[2] // 2 * 2
+        return torch.maximum(x[:, :, 0:t:2], x[:, :, 1:t:2])  # [B, C, T/2, H, W]
+
+
 class I3DResNet(nn.Module):
     """I3D ResNet-50: `blocks` 0 stem, 1 res2, 2 temporal max-pool, 3-5 res3-res5, 6 classifier head."""
 
@@ -105,6 +114,7 @@ def _build(stem_conv_stride, stem_pool_kernel_size, stem_pool_stride, stem, head
         head_output_size=(1, 1, 1),
         head_output_with_global_average=True,
     )
+    net.blocks[2] = TemporalMaxPool()  # the parameter-free stage-1 pool; state-dict keys are unchanged
     return I3DResNet(net.blocks)
 
 
@@ -112,8 +122,9 @@ def i3d_r50_caffe2(num_classes: int = 400, dropout: float = 0.5) -> I3DResNet:
     """Caffe2 video-nonlocal-net I3D-R50 baseline (Tushar-N port): the network behind the RTFM/MGFN features.
 
     Stem conv 5x7x7 stride (2,2,2) pad (2,3,3), max-pool (2,3,3) stride (2,2,2) unpadded; head = global average -> fc.
-    16x224x224 -> [2048, 2, 7, 7].
     """
+    # [B,3,16,224,224] -> conv [B,64,8,112,112] -> pool [B,64,4,55,55] -> res2 [B,256,4,55,55]
+    # -> pool [B,256,2,55,55] -> res3 [B,512,2,28,28] -> res4 [B,1024,2,14,14] -> res5 [B,2048,2,7,7]
     return _build(stem_conv_stride=(2, 2, 2), stem_pool_kernel_size=(2, 3, 3), stem_pool_stride=(2, 2, 2),
                   stem=_unpadded_pool_stem, head_pool=nn.AdaptiveAvgPool3d, head_pool_kernel_size=(1, 1, 1),
                   num_classes=num_classes, dropout=dropout)
@@ -123,8 +134,9 @@ def i3d_r50_ptv(num_classes: int = 400, dropout: float = 0.5) -> I3DResNet:
     """pytorchvideo `i3d_r50` (I3D_8x8_R50.pyth): stem stride (1,2,2), pool (1,3,3) pad (0,1,1).
 
     Head = AvgPool3d(4,7,7) stride 1 -> fc per position -> mean, exactly as pytorchvideo computes its logits.
-    16x224x224 -> [2048, 8, 7, 7].
     """
+    # [B,3,16,224,224] -> stem [B,64,16,56,56] -> res2 [B,256,16,56,56] -> pool [B,256,8,56,56]
+    # -> res3 [B,512,8,28,28] -> res4 [B,1024,8,14,14] -> res5 [B,2048,8,7,7]
     return _build(stem_conv_stride=(1, 2, 2), stem_pool_kernel_size=(1, 3, 3), stem_pool_stride=(1, 2, 2),
                   stem=create_res_basic_stem, head_pool=nn.AvgPool3d, head_pool_kernel_size=(4, 7, 7),
                   num_classes=num_classes, dropout=dropout)

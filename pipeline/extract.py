@@ -98,36 +98,19 @@ def _warn_random(extractor_id: str) -> None:
           "the folder name, extractor.json and every manifest record say so.", file=sys.stderr)
 
 
-def main(args: argparse.Namespace) -> int:
+def extract_videos(extractor, store, videos: list[Path], show: bool = True):
+    """Extract every video not already done into `store`; returns (done ids, skipped ids, [(id, reason)] failed).
+
+    Shared by `mgfn extract`, `mgfn score` and `mgfn run`: one loop, so every caller skips, resumes and records
+    failures the same way.
+    """
     from tqdm import tqdm
 
-    from extractors.extractor import FeatureExtractor
-    from pipeline.store import FeatureStore, SourceStat, find_duplicate_ids, video_id
+    from pipeline.store import SourceStat, video_id
 
-    videos = list_inputs(args.input, args.allow_outside)
-    dups = find_duplicate_ids(videos)
-    if dups:
-        shown = "; ".join(f"{vid}: {' and '.join(paths)}" for vid, paths in list(dups.items())[:3])
-        raise InputError(f"{len(dups)} video id(s) used by more than one input ({shown}); "
-                         "rename them or extract the folders into different --out folders")
-
-    extractor = FeatureExtractor(
-        args.extractor, weights=args.weights, crops=args.crops, preset=args.preset, resize=args.resize,
-        tail=args.tail, fps=args.fps, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-        workers=args.workers)
-    if extractor.random_weights:
-        _warn_random(extractor.extractor_id)
-    batch = extractor.batch_size
-    flush_every = -(-args.flush_every // batch) * batch if args.flush_every > 0 else args.flush_every
-    store = FeatureStore(args.out, extractor.extractor_id, rtfm_names=args.rtfm_names,
-                         file_dtype=args.file_dtype, flush_every=flush_every)
-    store.write_extractor_info(extractor.config())
     provenance = {"random_weights": extractor.random_weights, "weights": extractor.provenance}
-
     done, skipped, failed = [], [], []
-    started = time.monotonic()
-    show = not args.no_progress
-    with store, tqdm(videos, desc="videos", unit="video", disable=not show, position=0, dynamic_ncols=True) as bar:
+    with tqdm(videos, desc="videos", unit="video", disable=not show, position=0, dynamic_ncols=True) as bar:
         for path in bar:
             vid = video_id(path)
             try:
@@ -172,6 +155,36 @@ def main(args: argparse.Namespace) -> int:
             writer.close_done()
             done.append(vid)
         store.cleanup()
+
+    return done, skipped, failed
+
+
+def main(args: argparse.Namespace) -> int:
+    from extractors.extractor import FeatureExtractor
+    from pipeline.store import FeatureStore, find_duplicate_ids
+
+    videos = list_inputs(args.input, args.allow_outside)
+    dups = find_duplicate_ids(videos)
+    if dups:
+        shown = "; ".join(f"{vid}: {' and '.join(paths)}" for vid, paths in list(dups.items())[:3])
+        raise InputError(f"{len(dups)} video id(s) used by more than one input ({shown}); "
+                         "rename them or extract the folders into different --out folders")
+
+    extractor = FeatureExtractor(
+        args.extractor, weights=args.weights, crops=args.crops, preset=args.preset, resize=args.resize,
+        tail=args.tail, fps=args.fps, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+        workers=args.workers)
+    if extractor.random_weights:
+        _warn_random(extractor.extractor_id)
+    batch = extractor.batch_size
+    flush_every = -(-args.flush_every // batch) * batch if args.flush_every > 0 else args.flush_every
+    store = FeatureStore(args.out, extractor.extractor_id, rtfm_names=args.rtfm_names,
+                         file_dtype=args.file_dtype, flush_every=flush_every)
+    store.write_extractor_info(extractor.config())
+
+    started = time.monotonic()
+    with store:
+        done, skipped, failed = extract_videos(extractor, store, videos, show=not args.no_progress)
 
     elapsed = time.monotonic() - started
     print(f"mgfn extract: {len(videos)} video(s) in {elapsed:.1f}s: {len(done)} done, {len(skipped)} skipped "

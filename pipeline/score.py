@@ -1,0 +1,204 @@
+"""`mgfn score VIDEO_OR_DIR... --model CKPT --out DIR`: per-frame anomaly scores for new videos.
+
+Features come from the feature store (nothing is extracted twice) with the extractor, weights and preset the
+model was trained on, as recorded in the checkpoint; a mismatch is refused. Per video: `<id>.csv` (frame,
+time_s, score for every real frame), `<id>.json` (max score, segments above the threshold), a plot, and one
+`report.html` for the run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from extractors.errors import InputError
+
+EXIT_FAILED = 1
+
+
+@dataclass
+class ScoredVideo:
+    video_id: str
+    source: str
+    fps: float
+    frame_scores: np.ndarray       # [num_frames]
+    snippet_scores: np.ndarray     # [T]
+
+
+def frame_scores_for(snippet_scores: np.ndarray, num_frames: int, stride: int = 16) -> np.ndarray:
+    """One score per real frame: frame f takes the score of clip f // stride (frames past the last clip, as with
+    the `drop` tail, take the last clip's score)."""
+    idx = np.minimum(np.arange(num_frames) // stride, len(snippet_scores) - 1)
+    return np.asarray(snippet_scores, dtype=np.float64)[idx]
+
+
+def anomalous_segments(scores: np.ndarray, fps: float, threshold: float) -> list[dict]:
+    """Runs of consecutive frames scoring >= threshold, highest first: start/end frame and seconds, max score."""
+    above = np.concatenate([[False], scores >= threshold, [False]])
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+    segments = []
+    for start, stop in zip(edges[::2], edges[1::2]):                       # frames [start, stop)
+        segments.append({"start_frame": int(start), "end_frame": int(stop - 1),
+                         "start_s": round(start / fps, 3), "end_s": round(stop / fps, 3),
+                         "max_score": round(float(scores[start:stop].max()), 6)})
+    return sorted(segments, key=lambda s: -s["max_score"])
+
+
+def write_scores(out: Path, video: ScoredVideo, threshold: float, provenance: dict) -> dict:
+    """`<id>.csv` with every frame and `<id>.json` with the summary; returns the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{video.video_id}.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["frame", "time_s", "score"])
+        for i, s in enumerate(video.frame_scores):
+            w.writerow([i, f"{i / video.fps:.3f}", f"{s:.6f}"])
+    tmp.replace(out / f"{video.video_id}.csv")
+    summary = {"video_id": video.video_id, "source": video.source, "num_frames": int(len(video.frame_scores)),
+               "fps": video.fps, "clips": int(len(video.snippet_scores)),
+               "max_score": round(float(video.frame_scores.max()), 6), "threshold": threshold,
+               "segments": anomalous_segments(video.frame_scores, video.fps, threshold),
+               "random_weights": bool(provenance.get("random_weights"))}
+    (out / f"{video.video_id}.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, help="videos, folders of videos, or text files of paths")
+    parser.add_argument("--model", required=True, type=Path, help="checkpoint from mgfn train (best.pt) or mgfn demo")
+    parser.add_argument("--out", required=True, type=Path, help="folder for <video-id>.csv/.json/.png and report.html")
+    parser.add_argument("--store", type=Path, default=Path("data/features"),
+                        help="feature store root shared with mgfn extract (default data/features)")
+    parser.add_argument("--features", type=Path,
+                        help="a feature folder (OUT/<extractor-id>/ of mgfn extract) to read instead of extracting")
+    parser.add_argument("--weights", help="I3D weights (name, path or 'random'); default: those the model was trained on")
+    parser.add_argument("--extractor", help="only for models with no record of their features (e.g. imported ones)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="score above which frames form anomalous segments")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    parser.add_argument("--batch-size", type=int, default=None, help="clips per I3D forward pass")
+    parser.add_argument("--embed-videos", action="store_true", help="embed small videos in report.html (base64)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _recorded_extractor(ckpt: dict, model_path: Path) -> dict:
+    info = (ckpt.get("provenance") or {}).get("extractor")
+    if not isinstance(info, dict) or "extractor_id" not in info:
+        return {}
+    return info
+
+
+def build_extractor(recorded: dict, args):
+    """The extractor the model was trained with (same settings, same weights), or a refusal saying why not."""
+    from extractors.extractor import FeatureExtractor
+
+    if not recorded:
+        if not args.extractor:
+            raise InputError(f"{args.model}: the checkpoint does not record which extractor made its training "
+                             "features; pass --extractor NAME and --weights W to say it")
+        print(f"warning: {args.model} has no record of its features; using --extractor {args.extractor} as told",
+              file=sys.stderr)
+        return FeatureExtractor(args.extractor, weights=args.weights, device=args.device, batch_size=args.batch_size)
+    if args.extractor and args.extractor != recorded["name"]:
+        raise InputError(f"{args.model} was trained on {recorded['name']} features, not {args.extractor}")
+    weights = args.weights or (recorded.get("provenance") or {}).get("weights")
+    extractor = FeatureExtractor(
+        recorded["name"], weights=weights, crops=recorded["crops"], preset=recorded["preset"],
+        resize=recorded["resize"], tail=recorded["tail"], clip_len=recorded["clip_len"], stride=recorded["stride"],
+        fps=recorded.get("fps"), device=args.device, dtype=recorded["dtype"], batch_size=args.batch_size,
+        crop_size=recorded.get("crop_size", 224))
+    check_same_extractor(recorded, extractor.config(), f"weights {weights}")
+    return extractor
+
+
+def check_same_extractor(recorded: dict, found: dict, what: str) -> None:
+    if found.get("extractor_id") != recorded["extractor_id"]:
+        differ = [k for k in ("name", "weights", "crops", "preset", "resize", "tail", "clip_len", "stride", "fps",
+                              "dtype") if found.get(k) != recorded.get(k)]
+        raise InputError(f"the model was trained on features {recorded['extractor_id']}, but {what} gives "
+                         f"{found.get('extractor_id')} (differs in: {', '.join(differ) or 'settings'})")
+
+
+def _features_folder(path: Path, recorded: dict):
+    """A feature folder given with --features, checked against the model's record like an extractor is."""
+    info_path = path / "extractor.json"
+    if not info_path.is_file():
+        raise InputError(f"{path}: no extractor.json (not a feature folder written by mgfn extract)")
+    found = json.loads(info_path.read_text())
+    if recorded:
+        check_same_extractor(recorded, found, f"--features {path}")
+    return found
+
+
+def main(args) -> int:
+    from mgfn.checkpoint import load_model
+    from mgfn.data import magnitude_channel
+    from pipeline.extract import extract_videos, list_inputs
+    from pipeline.report import plot_scores, write_report
+    from pipeline.store import FeatureStore, video_id
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    model, ckpt = load_model(args.model, device=device)
+    recorded = _recorded_extractor(ckpt, args.model)
+    videos = [v for item in args.inputs for v in list_inputs(item)]
+
+    failed: list[tuple[str, str]] = []
+    if args.features:
+        info = _features_folder(args.features, recorded)
+        store = FeatureStore(args.features.parent, args.features.name)
+        stride, random_weights = info.get("stride", 16), bool(info.get("random_weights"))
+    else:
+        extractor = build_extractor(recorded, args)
+        info = extractor.config()
+        store = FeatureStore(args.store, extractor.extractor_id)
+        store.write_extractor_info(info)
+        _, _, failed = extract_videos(extractor, store, videos, show=not args.no_progress)
+        stride, random_weights = extractor.stride, extractor.random_weights
+    if info.get("feature_dim") not in (None, model.config.feature_size):
+        raise InputError(f"{args.model} expects {model.config.feature_size}-d features, the extractor gives "
+                         f"{info['feature_dim']}-d")
+    provenance = {"model": str(args.model), "extractor": info.get("name"), "extractor_id": info.get("extractor_id"),
+                  "weights": (info.get("provenance") or {}).get("weights"),
+                  "weights_digest": (info.get("provenance") or {}).get("sha256"), "random_weights": random_weights}
+    if random_weights:
+        print("WARNING: the I3D weights are random: these scores come from random features, not Kinetics ones",
+              file=sys.stderr)
+
+    bad = {vid for vid, _ in failed}
+    report_videos, summaries = [], []
+    with store:
+        for path in videos:
+            vid = video_id(path)
+            if vid in bad:
+                continue
+            record = store.records.get(vid)
+            if record is None or record.get("status") != "done":
+                failed.append((vid, f"no features for {vid} in {store.dir}"))
+                continue
+            feats = np.asarray(store.load(vid), dtype=np.float32)                 # [T, crops, D]
+            x = np.concatenate([feats, magnitude_channel(feats)], axis=-1)         # [T, crops, D+1]
+            with torch.no_grad():
+                snippets = model.predict(torch.from_numpy(x.transpose(1, 0, 2)).unsqueeze(0).to(device))[0]
+            snippets = snippets.float().cpu().numpy()
+            num_frames = int(record.get("num_frames") or stride * len(snippets))
+            fps = float(record.get("fps") or 25.0)
+            scored = ScoredVideo(vid, str(path), fps, frame_scores_for(snippets, num_frames, stride), snippets)
+            summary = write_scores(args.out, scored, args.threshold, provenance)
+            plot_scores(scored.frame_scores, fps, path=args.out / f"{vid}.png", title=vid, threshold=args.threshold)
+            summaries.append(summary)
+            report_videos.append({"video_id": vid, "video_path": str(path), "fps": fps,
+                                  "frame_scores": scored.frame_scores.tolist(), "segments": summary["segments"][:5]})
+    if report_videos:
+        report = write_report(args.out / "report.html", report_videos, provenance, title="mgfn score",
+                              embed_videos=args.embed_videos, threshold=args.threshold)
+        print(f"report: {report}")
+    for s in summaries:
+        print(f"{s['video_id']}: max score {s['max_score']:.3f}, {len(s['segments'])} segment(s) >= {args.threshold}")
+    for vid, reason in failed:
+        print(f"mgfn score: error: {vid}: {reason}", file=sys.stderr)
+    return EXIT_FAILED if failed else 0

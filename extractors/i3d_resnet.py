@@ -20,11 +20,12 @@ with warnings.catch_warnings():  # pytorchvideo 0.1.5 calls the deprecated torch
 
 FEATURE_DIM = 2048
 
-# Temporal kernel of each bottleneck's first 1x1 conv, repeated to the stage depth (3, 4, 6, 3):
-# res2 3,3,3; res3 3,1,3,1; res4 3,1,3,1,3,1; res5 1,3,1.
+# (conv, norm) attribute pairs in pytorchvideo's stem, bottleneck and residual blocks
 _CONV_NORM_PAIRS = (("conv", "norm"), ("conv_a", "norm_a"), ("conv_b", "norm_b"), ("conv_c", "norm_c"),
                     ("branch1_conv", "branch1_norm"))
 
+# Temporal kernel of each bottleneck's first 1x1 conv, repeated to the stage depth (3, 4, 6, 3):
+# res2 3,3,3; res3 3,1,3,1; res4 3,1,3,1,3,1; res5 1,3,1.
 _CONV_A_KERNELS = (
     (3, 1, 1),
     [(3, 1, 1), (1, 1, 1)],

@@ -51,8 +51,8 @@ def load_model(name: str, weights: str | os.PathLike | None = None, device: str 
         if loaded.family != ARCH_FAMILY[arch]:
             raise InputError(f"{resolved.path} holds {loaded.family} weights ({loaded.format}); "
                              f"extractor {name!r} needs {ARCH_FAMILY[arch]} weights")
-        num_classes = loaded.state_dict[_CLASSIFIER_KEY[arch]].shape[0] if _CLASSIFIER_KEY[arch] in loaded.state_dict \
-            else 400
+        classifier = loaded.state_dict.get(_CLASSIFIER_KEY[arch])  # fine-tuned heads keep their class count
+        num_classes = classifier.shape[0] if classifier is not None else 400
         model = ARCHITECTURES[arch](num_classes=num_classes, **loaded.model_kwargs)
         _load_state_dict(model, loaded.state_dict, resolved.path)
 
@@ -73,6 +73,7 @@ def load_model(name: str, weights: str | os.PathLike | None = None, device: str 
         "weights_format": loaded.format if loaded else None,
         "sha256": resolved.sha256 if not resolved.random else "random",
         "random": resolved.random,
+        "batchnorm_folded": fold_batchnorm,
         **(loaded.model_kwargs if loaded else {}),
     }
     return model

@@ -137,6 +137,26 @@ def test_weights_for_another_family_are_refused(tmp_path):
         extractors.load_model("i3d_r50_rtfm", weights=path)
 
 
+def test_fine_tuned_head_keeps_its_class_count(tmp_path):
+    from extractors.i3d_inception import InceptionI3d
+
+    path = tmp_path / "two_classes.pt"
+    torch.save(InceptionI3d(num_classes=2).state_dict(), path)
+    model = extractors.load_model("i3d_inception", weights=path)
+    assert model.logits.conv3d.out_channels == 2 and model.feature_dim == 1024
+
+
+def test_checkpoint_missing_tensors_is_an_input_error(tmp_path):
+    from extractors.i3d_inception import InceptionI3d
+
+    state = InceptionI3d().state_dict()
+    del state["Mixed_5c.b0.bn.running_var"]
+    path = tmp_path / "partial.pt"
+    torch.save(state, path)
+    with pytest.raises(InputError, match="1 missing keys"):
+        extractors.load_model("i3d_inception", weights=path)
+
+
 def test_unrecognised_checkpoint_is_an_input_error(tmp_path):
     path = tmp_path / "other.pt"
     torch.save({"encoder.weight": torch.zeros(2)}, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -21,13 +22,18 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return pad // 2, pad - pad // 2
 
 
-def _same_pads(x: torch.Tensor, kernel, stride) -> list[tuple[int, int]]:
-    return [same_padding(size, k, s) for size, k, s in zip(x.shape[2:], kernel, stride)]
-
-
 def _as_f_pad(pads: list[tuple[int, int]]) -> tuple[int, ...]:
     # F.pad wants the last axis first: (w_before, w_after, h_before, h_after, t_before, t_after)
     return tuple(p for pair in reversed(pads) for p in pair)
+
+
+@torch.fx.wrap  # a leaf when traced: the padding depends on the actual input size
+def pad_same(x: torch.Tensor, kernel, stride) -> torch.Tensor:
+    """Zero-pad [B, C, T, H, W] so that a (kernel, stride) conv or pool gives TF "SAME" output, ceil(size / stride)."""
+    pads = [same_padding(size, k, s) for size, k, s in zip(x.shape[2:], kernel, stride)]
+    if not any(p for pair in pads for p in pair):
+        return x
+    return F.pad(x, _as_f_pad(pads))  # [B, C, T + pad_t, H + pad_h, W + pad_w]
 
 
 class Unit3D(nn.Module):
@@ -44,13 +50,7 @@ class Unit3D(nn.Module):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.conv3d
-        pads = _same_pads(x, conv.kernel_size, conv.stride)
-        if all(before == after for before, after in pads):
-            # symmetric: the conv's own zero padding gives the same numbers without copying the input
-            x = F.conv3d(x, conv.weight, conv.bias, conv.stride, tuple(before for before, _ in pads))
-        else:
-            x = F.conv3d(F.pad(x, _as_f_pad(pads)), conv.weight, conv.bias, conv.stride)
+        x = self.conv3d(pad_same(x, self.conv3d.kernel_size, self.conv3d.stride))
         if self.bn is not None:
             x = self.bn(x)
         if self.activation:
@@ -65,9 +65,7 @@ class MaxPool3dSame(nn.MaxPool3d):
         super().__init__(kernel_size=kernel, stride=stride, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = _same_pads(x, self.kernel_size, self.stride)
-        if any(p for pair in pads for p in pair):
-            x = F.pad(x, _as_f_pad(pads))
+        x = pad_same(x, self.kernel_size, self.stride)
         # torch's CPU max_pool3d is 10-25x slower on NCDHW than on channels_last input; the numbers are the same
         return super().forward(x.contiguous(memory_format=torch.channels_last_3d))
 

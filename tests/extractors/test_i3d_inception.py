@@ -138,6 +138,24 @@ def test_odd_clip_length_runs():
     assert tuple(fmap.shape) == (1, 1024, 3, 2, 3)  # ceil(17/8), ceil(64/32), ceil(80/32)
 
 
+def test_traces_with_torch_fx_and_keeps_the_padding_dynamic():
+    class Trunk(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model.forward_features(x)
+
+    model = InceptionI3d().eval()
+    traced = torch.fx.symbolic_trace(Trunk(model))
+    assert any(n.op == "call_module" and n.target.endswith("conv3d") for n in traced.graph.nodes)  # convs stay modules
+    with torch.inference_mode():
+        for shape in [(1, 3, 9, 40, 44), (2, 3, 16, 64, 64)]:
+            x = torch.randn(shape)
+            assert torch.equal(traced(x), model.forward_features(x))
+
+
 # ---- keys and shapes -------------------------------------------------------------------------------------------
 
 def test_video_features_key_mapping_matches_the_reference_table(inception_ref):

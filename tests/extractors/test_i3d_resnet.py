@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import extractors
+from extractors.i3d_resnet import (TemporalMaxPool, i3d_r50_caffe2, i3d_r50_ptv, ours_key_to_ptv, ours_key_to_tushar,
+                                   ptv_key_to_ours, tushar_key_to_ours)
 from extractors.weights import read_weights
-from extractors.i3d_resnet import (i3d_r50_caffe2, i3d_r50_ptv, ours_key_to_ptv, ours_key_to_tushar, ptv_key_to_ours,
-                                   tushar_key_to_ours)
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +174,31 @@ def test_features_and_logits_shapes(build, t_div, T):
         features, logits = model.pool_features(fmap), model.forward_head(fmap)
     assert tuple(fmap.shape) == (2, 2048, T // t_div, 7, 7)
     assert features.shape == (2, 2048) and logits.shape == (2, 400)
+
+
+@pytest.mark.parametrize("T", [2, 3, 4, 5])
+def test_temporal_max_pool_equals_max_pool3d(T):
+    x = torch.randn(2, 8, T, 5, 6)
+    expected = torch.nn.functional.max_pool3d(x, (2, 1, 1), (2, 1, 1))
+    assert torch.equal(TemporalMaxPool()(x), expected)
+    assert torch.equal(TemporalMaxPool()(x.contiguous(memory_format=torch.channels_last_3d)), expected)
+
+
+def test_traces_with_torch_fx():
+    class Features(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model.features(x)
+
+    model = i3d_r50_caffe2().eval()
+    traced = torch.fx.symbolic_trace(Features(model))
+    with torch.inference_mode():
+        for T in (16, 17):  # odd T: the temporal pool drops the last frame, as MaxPool3d does
+            x = torch.randn(1, 3, T, 32, 32)
+            assert torch.equal(traced(x), model.features(x))
 
 
 def test_features_run_on_small_real_input():

@@ -122,6 +122,7 @@ class InceptionI3d(nn.Module):
         self.avg_pool = nn.AvgPool3d(kernel_size=(2, 7, 7), stride=(1, 1, 1))
         self.dropout = nn.Dropout(dropout)
         self.logits = Unit3D(FEATURE_DIM, num_classes, batch_norm=False, activation=False, bias=True)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clips scaled to [-1, 1], [B, 3, T, H, W] -> Mixed_5c map [B, 1024, T/8, H/32, W/32]."""
         for name in self.END_POINTS:
@@ -133,7 +134,7 @@ class InceptionI3d(nn.Module):
         return self.avg_pool(fmap).mean(dim=(2, 3, 4))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Clips [B, 3, T, H, W] -> clip features [B, 1024]."""
+        """Clips [B, 3, T, H, W] -> clip features [B, 1024] (the 7x7 pool needs T >= 9 and H, W >= 193)."""
         return self.pool_features(self.forward_features(x))
 
     def forward_head(self, fmap: torch.Tensor, per_time: bool = False) -> torch.Tensor:

@@ -224,7 +224,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
     model_cfg = MGFNConfig(**{**cfg.model, "feature_size": data.info.feature_size})
     model = MGFN(model_cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_epoch, best = 0, {"epoch": 0, "value": -math.inf}
+    start_epoch, best, metrics = 0, {"epoch": 0, "value": -math.inf}, {}
     last = run_dir / "last.pt"
     if resume and last.is_file():
         ckpt = read_checkpoint(last)
@@ -236,6 +236,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, best = ckpt["epoch"], ckpt["best"]
+        metrics = ckpt.get("metrics", {})             # the summary's final metrics when no epoch is left to run
         torch.set_rng_state(ckpt["rng"]["torch"])
         if device.type == "cuda" and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
@@ -256,7 +257,6 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
     extra = {"provenance": provenance, "train_config": asdict(cfg),
              "feature_info": {"feature_size": data.info.feature_size, "crops": data.info.crops},
              "selection": selection}
-    metrics: dict = {}
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)   # order depends only on (seed, epoch)

@@ -17,6 +17,7 @@ COMMANDS = {
     "import-checkpoint": ("mgfn.checkpoint", "convert the official mgfn_ucf.pkl state dict into our checkpoint format"),
     "synth": ("mgfn.synthetic", "write a synthetic feature dataset with planted anomalies (CSV lists + ground truth)"),
     "score": ("pipeline.score", "score videos frame by frame with a trained model: CSV, JSON, plots, HTML report"),
+    "run": ("pipeline.run", "run every stage for a dataset from one YAML, skipping what is already done"),
     "plot": ("pipeline.plot", "plots: a feature file, a run's training curves, a scored video"),
     "demo": ("pipeline.demo", "run the embedded offline demo end to end"),
 }

@@ -85,7 +85,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _recorded_extractor(ckpt: dict, model_path: Path) -> dict:
+def recorded_extractor(ckpt: dict) -> dict:
+    """The extractor.json of the features a checkpoint was trained on, or {} when it has no record."""
     info = (ckpt.get("provenance") or {}).get("extractor")
     if not isinstance(info, dict) or "extractor_id" not in info:
         return {}
@@ -134,68 +135,95 @@ def _features_folder(path: Path, recorded: dict):
     return found
 
 
+def open_features(args, recorded: dict, videos: list[Path]):
+    """(store, extractor config, failed) with every video's features in the store, extracting what is missing."""
+    from pipeline.extract import extract_videos
+    from pipeline.store import FeatureStore
+
+    if args.features:
+        info = _features_folder(args.features, recorded)
+        return FeatureStore(args.features.parent, args.features.name), info, []
+    extractor = build_extractor(recorded, args)
+    store = FeatureStore(args.store, extractor.extractor_id)
+    store.write_extractor_info(extractor.config())
+    _, _, failed = extract_videos(extractor, store, videos, show=not args.no_progress)
+    return store, extractor.config(), failed
+
+
+def score_videos(model, store, info: dict, videos: list[Path], out: Path, threshold: float, model_path,
+                 skip: set[str] = frozenset()) -> tuple[list[dict], list[tuple[str, str]], dict]:
+    """Score every video whose features are in `store`: per-video CSV/JSON/PNG in `out`.
+
+    Returns (summaries, failed, provenance); videos in `skip` (failed earlier) are left out.
+    """
+    from mgfn.data import magnitude_channel
+    from pipeline.report import plot_scores
+    from pipeline.store import video_id
+
+    if info.get("feature_dim") not in (None, model.config.feature_size):
+        raise InputError(f"{model_path} expects {model.config.feature_size}-d features, the extractor gives "
+                         f"{info['feature_dim']}-d")
+    stride = int(info.get("stride", 16))
+    provenance = {"model": str(model_path), "extractor": info.get("name"), "extractor_id": info.get("extractor_id"),
+                  "weights": (info.get("provenance") or {}).get("weights"),
+                  "weights_digest": (info.get("provenance") or {}).get("sha256"),
+                  "random_weights": bool(info.get("random_weights"))}
+    device = next(model.parameters()).device
+    summaries, failed = [], []
+    for path in videos:
+        vid = video_id(path)
+        if vid in skip:
+            continue
+        record = store.records.get(vid)
+        if record is None or record.get("status") != "done":
+            failed.append((vid, (record or {}).get("error") or f"no features for {vid} in {store.dir}"))
+            continue
+        feats = np.asarray(store.load(vid), dtype=np.float32)                     # [T, crops, D]
+        x = np.concatenate([feats, magnitude_channel(feats)], axis=-1)             # [T, crops, D+1]
+        with torch.no_grad():
+            snippets = model.predict(torch.from_numpy(x.transpose(1, 0, 2)).unsqueeze(0).to(device))[0]
+        snippets = snippets.float().cpu().numpy()
+        num_frames = int(record.get("num_frames") or stride * len(snippets))
+        fps = float(record.get("fps") or 25.0)
+        scored = ScoredVideo(vid, str(path), fps, frame_scores_for(snippets, num_frames, stride), snippets)
+        summary = write_scores(out, scored, threshold, provenance)
+        plot_scores(scored.frame_scores, fps, path=out / f"{vid}.png", title=vid, threshold=threshold)
+        summaries.append(summary)
+    return summaries, failed, provenance
+
+
+def report_entries(out: Path, summaries: list[dict], events: dict | None = None) -> list[dict]:
+    """What write_report needs per video, read back from the CSVs written by score_videos."""
+    entries = []
+    for s in summaries:
+        with (out / f"{s['video_id']}.csv").open(newline="") as f:
+            scores = [float(r["score"]) for r in csv.DictReader(f)]
+        entries.append({"video_id": s["video_id"], "video_path": s["source"], "fps": s["fps"], "frame_scores": scores,
+                        "segments": s["segments"][:5], "events": (events or {}).get(s["video_id"])})
+    return entries
+
+
 def main(args) -> int:
     from mgfn.checkpoint import load_model
-    from mgfn.data import magnitude_channel
-    from pipeline.extract import extract_videos, list_inputs
-    from pipeline.report import plot_scores, write_report
-    from pipeline.store import FeatureStore, video_id
+    from pipeline.extract import list_inputs
+    from pipeline.report import write_report
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     model, ckpt = load_model(args.model, device=device)
-    recorded = _recorded_extractor(ckpt, args.model)
+    recorded = recorded_extractor(ckpt)
     videos = [v for item in args.inputs for v in list_inputs(item)]
-
-    failed: list[tuple[str, str]] = []
-    if args.features:
-        info = _features_folder(args.features, recorded)
-        store = FeatureStore(args.features.parent, args.features.name)
-        stride, random_weights = info.get("stride", 16), bool(info.get("random_weights"))
-    else:
-        extractor = build_extractor(recorded, args)
-        info = extractor.config()
-        store = FeatureStore(args.store, extractor.extractor_id)
-        store.write_extractor_info(info)
-        _, _, failed = extract_videos(extractor, store, videos, show=not args.no_progress)
-        stride, random_weights = extractor.stride, extractor.random_weights
-    if info.get("feature_dim") not in (None, model.config.feature_size):
-        raise InputError(f"{args.model} expects {model.config.feature_size}-d features, the extractor gives "
-                         f"{info['feature_dim']}-d")
-    provenance = {"model": str(args.model), "extractor": info.get("name"), "extractor_id": info.get("extractor_id"),
-                  "weights": (info.get("provenance") or {}).get("weights"),
-                  "weights_digest": (info.get("provenance") or {}).get("sha256"), "random_weights": random_weights}
-    if random_weights:
+    store, info, failed = open_features(args, recorded, videos)
+    with store:
+        summaries, missing, provenance = score_videos(model, store, info, videos, args.out, args.threshold,
+                                                      args.model, skip={vid for vid, _ in failed})
+    failed += missing
+    if provenance["random_weights"]:
         print("WARNING: the I3D weights are random: these scores come from random features, not Kinetics ones",
               file=sys.stderr)
-
-    bad = {vid for vid, _ in failed}
-    report_videos, summaries = [], []
-    with store:
-        for path in videos:
-            vid = video_id(path)
-            if vid in bad:
-                continue
-            record = store.records.get(vid)
-            if record is None or record.get("status") != "done":
-                failed.append((vid, f"no features for {vid} in {store.dir}"))
-                continue
-            feats = np.asarray(store.load(vid), dtype=np.float32)                 # [T, crops, D]
-            x = np.concatenate([feats, magnitude_channel(feats)], axis=-1)         # [T, crops, D+1]
-            with torch.no_grad():
-                snippets = model.predict(torch.from_numpy(x.transpose(1, 0, 2)).unsqueeze(0).to(device))[0]
-            snippets = snippets.float().cpu().numpy()
-            num_frames = int(record.get("num_frames") or stride * len(snippets))
-            fps = float(record.get("fps") or 25.0)
-            scored = ScoredVideo(vid, str(path), fps, frame_scores_for(snippets, num_frames, stride), snippets)
-            summary = write_scores(args.out, scored, args.threshold, provenance)
-            plot_scores(scored.frame_scores, fps, path=args.out / f"{vid}.png", title=vid, threshold=args.threshold)
-            summaries.append(summary)
-            report_videos.append({"video_id": vid, "video_path": str(path), "fps": fps,
-                                  "frame_scores": scored.frame_scores.tolist(), "segments": summary["segments"][:5]})
-    if report_videos:
-        report = write_report(args.out / "report.html", report_videos, provenance, title="mgfn score",
-                              embed_videos=args.embed_videos, threshold=args.threshold)
+    if summaries:
+        report = write_report(args.out / "report.html", report_entries(args.out, summaries), provenance,
+                              title="mgfn score", embed_videos=args.embed_videos, threshold=args.threshold)
         print(f"report: {report}")
     for s in summaries:
         print(f"{s['video_id']}: max score {s['max_score']:.3f}, {len(s['segments'])} segment(s) >= {args.threshold}")

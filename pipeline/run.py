@@ -1,0 +1,269 @@
+"""`mgfn run CONFIG`: extract -> train -> score -> report for one dataset, each stage skipped when its outputs for
+the same configuration exist and resumed when partial.
+
+A stage that finishes writes `WORKSPACE/stages/<stage>.json` with the hash of everything it depends on; a re-run
+skips a stage whose record matches. Inside a stage, resuming is the stage's own: the feature store skips done
+videos and resumes a long one from its last flushed clip, training continues from `last.pt`.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from mgfn.errors import InputError
+
+STAGES = ("extract", "train", "score", "report")
+
+
+@dataclass
+class RunConfig:
+    """One YAML: the dataset, the extractor, training settings and the videos to score (paths relative to the YAML)."""
+
+    name: str
+    workspace: str                       # where every stage writes
+    dataset: dict                        # videos: folder, labels: CSV video_id,label,split[,path], gt: folder
+    extractor: dict = field(default_factory=lambda: {"name": "i3d_r50_rtfm"})
+    train: dict = field(default_factory=dict)
+    score: dict = field(default_factory=dict)   # videos: "test" (default) | "all" | [paths]; threshold: 0.5
+    report: str | None = None            # where to put the report (default WORKSPACE/report.html)
+    allow_outside: bool = False          # let paths point outside the config's folder
+
+    @classmethod
+    def from_yaml(cls, path) -> tuple["RunConfig", Path]:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: config file not found")
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: expected a mapping")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
+        missing = sorted({"name", "workspace", "dataset"} - set(data))
+        if missing:
+            raise InputError(f"{path}: missing {missing}")
+        return cls(**data), path.resolve().parent
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class Stages:
+    """`stages/<name>.json` records: a stage is done when its record holds the same input hash."""
+
+    def __init__(self, workspace: Path):
+        self.dir = workspace / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def done(self, stage: str, digest: str) -> dict | None:
+        path = self.dir / f"{stage}.json"
+        if path.is_file():
+            rec = json.loads(path.read_text())
+            if rec.get("digest") == digest:
+                return rec
+        return None
+
+    def finish(self, stage: str, digest: str, **outputs) -> dict:
+        rec = {"stage": stage, "digest": digest, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **outputs}
+        tmp = self.dir / f".{stage}.json.tmp"
+        tmp.write_text(json.dumps(rec, indent=1, default=str))
+        os.replace(tmp, self.dir / f"{stage}.json")
+        return rec
+
+
+@dataclass
+class DatasetVideo:
+    video_id: str
+    label: int
+    split: str
+    path: Path
+
+
+def read_dataset(cfg: RunConfig, base: Path) -> tuple[list[DatasetVideo], Path]:
+    """The labelled videos (CSV `video_id,label,split[,path]`, paths relative to the CSV) and the ground-truth folder."""
+    ds = cfg.dataset
+    for key in ("videos", "labels", "gt"):
+        if key not in ds:
+            raise InputError(f"dataset needs '{key}' (videos folder, labels CSV, ground-truth folder)")
+    root = base.resolve()
+
+    def inside(p) -> Path:
+        path = (base / p).resolve()
+        if not cfg.allow_outside and not path.is_relative_to(root):
+            raise InputError(f"{p}: outside the config's folder {root} (set allow_outside: true to permit)")
+        return path
+
+    videos_dir, labels, gt = inside(ds["videos"]), inside(ds["labels"]), inside(ds["gt"])
+    if not labels.is_file():
+        raise InputError(f"{labels}: labels CSV not found")
+    out = []
+    with labels.open(newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                vid, label, split = row["video_id"], int(row["label"]), row.get("split") or "train"
+            except (KeyError, ValueError):
+                raise InputError(f"{labels}: expected columns video_id,label,split[,path]") from None
+            path = inside(Path(ds["labels"]).parent / row["path"]) if row.get("path") else videos_dir / f"{vid}.mp4"
+            if label not in (0, 1) or split not in ("train", "test"):
+                raise InputError(f"{labels}: {vid}: label must be 0/1 and split train/test")
+            out.append(DatasetVideo(vid, label, split, path))
+    if not out:
+        raise InputError(f"{labels}: no videos")
+    return out, gt
+
+
+def _write_list(path: Path, rows) -> Path:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video_id", "label", "path"])
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def run(config_path, stop_after: str | None = None, log=print) -> dict:
+    """Every stage in order; returns the record of the last one run."""
+    from extractors.extractor import FeatureExtractor
+    from mgfn.checkpoint import load_model
+    from mgfn.train import TrainConfig, run_training
+    from pipeline.extract import extract_videos
+    from pipeline.report import write_report
+    from pipeline.score import report_entries, score_videos
+    from pipeline.store import FeatureStore
+
+    cfg, base = RunConfig.from_yaml(config_path)
+    workspace = (base / cfg.workspace).resolve()
+    if not cfg.allow_outside and not workspace.is_relative_to(base.resolve()):
+        raise InputError(f"workspace {cfg.workspace} is outside the config's folder (set allow_outside: true)")
+    videos, gt_dir = read_dataset(cfg, base)
+    train_cfg = TrainConfig(**cfg.train)            # validated before any work starts
+    stages = Stages(workspace)
+
+    # extract ---------------------------------------------------------------------------------------------------
+    ext_args = dict(cfg.extractor)
+    ext_name = ext_args.pop("name", "i3d_r50_rtfm")
+    sources = [(v.video_id, str(v.path), v.path.stat().st_size if v.path.exists() else -1) for v in videos]
+    digest = _digest("extract", ext_name, ext_args, sources)
+    rec = stages.done("extract", digest)
+    if rec is None:
+        log(f"[extract] {len(videos)} videos with {ext_name}")
+        extractor = FeatureExtractor(ext_name, **ext_args)
+        if extractor.random_weights:
+            log("[extract] WARNING: random I3D weights (asked for): the features are not Kinetics features")
+        with FeatureStore(workspace / "features", extractor.extractor_id) as store:
+            store.write_extractor_info(extractor.config())
+            done, skipped, failed = extract_videos(extractor, store, [v.path for v in videos], show=False)
+        rec = stages.finish("extract", digest, extractor_id=extractor.extractor_id, done=len(done) + len(skipped),
+                            failed=failed)
+        log(f"[extract] {len(done)} extracted, {len(skipped)} already done, {len(failed)} failed")
+    else:
+        log(f"[extract] done before ({rec['extractor_id']}): skipped")
+    extractor_id, failed_ids = rec["extractor_id"], {vid for vid, _ in rec["failed"]}
+    if stop_after == "extract":
+        return rec
+
+    # train -------------------------------------------------------------------------------------------------------
+    feature_dir = workspace / "features" / extractor_id
+    lists = {}
+    for split in ("train", "test"):
+        rows = [(v.video_id, v.label, f"features/{extractor_id}/{v.video_id}.npy") for v in videos
+                if v.split == split and v.video_id not in failed_ids]
+        lists[split] = _write_list(workspace / f"{split}.csv", rows)
+    digest = _digest("train", extractor_id, asdict(train_cfg), lists["train"].read_text(), lists["test"].read_text())
+    run_dir = workspace / "runs" / f"{cfg.name}-{digest}"
+    rec = stages.done("train", digest)
+    if rec is None:
+        log(f"[train] {run_dir}")
+        summary = run_training(lists["train"], lists["test"], gt_dir, run_dir, train_cfg, resume=True,
+                               progress=False, log=lambda msg: log(f"[train] {msg}"))
+        rec = stages.finish("train", digest, run_dir=str(run_dir), model=str(run_dir / "best.pt"),
+                            final=summary["final"], best_epoch=summary["best_epoch"], selection=summary["selection"])
+    else:
+        log(f"[train] done before ({run_dir.name}): skipped")
+    model_path = Path(rec["model"])
+    if stop_after == "train":
+        return rec
+
+    # score -------------------------------------------------------------------------------------------------------
+    which = cfg.score.get("videos", "test")
+    if which in ("test", "all"):
+        targets = [v.path for v in videos if (which == "all" or v.split == "test") and v.video_id not in failed_ids]
+    else:
+        targets = [(base / p).resolve() for p in which]
+    threshold = float(cfg.score.get("threshold", 0.5))
+    digest = _digest("score", hashlib.sha256(model_path.read_bytes()).hexdigest(), [str(t) for t in targets],
+                     threshold)
+    scores_dir = workspace / "scores" / run_dir.name
+    score_rec = stages.done("score", digest)
+    if score_rec is None:
+        model, _ = load_model(model_path)
+        with FeatureStore(workspace / "features", extractor_id) as store:
+            info = json.loads((feature_dir / "extractor.json").read_text())
+            summaries, failed, provenance = score_videos(model, store, info, targets, scores_dir, threshold, model_path)
+        score_rec = stages.finish("score", digest, scores_dir=str(scores_dir), summaries=summaries, failed=failed,
+                                  provenance=provenance)
+        log(f"[score] {len(summaries)} videos scored into {scores_dir}")
+    else:
+        log("[score] done before: skipped")
+    if stop_after == "score":
+        return score_rec
+
+    # report ------------------------------------------------------------------------------------------------------
+    report_path = (base / cfg.report).resolve() if cfg.report else workspace / "report.html"
+    digest = _digest("report", score_rec["digest"], str(report_path))
+    rec = stages.done("report", digest)
+    if rec is None:
+        from mgfn.metrics import read_ground_truth
+
+        events, masks, preds = {}, [], []
+        labels = {v.video_id: v.label for v in videos}
+        for s in score_rec["summaries"]:
+            vid = s["video_id"]
+            mask = read_ground_truth(gt_dir, vid, labels.get(vid, 0))
+            with (scores_dir / f"{vid}.csv").open(newline="") as f:
+                frame = np.array([float(r["score"]) for r in csv.DictReader(f)])
+            padded = np.zeros(len(frame), np.int8)                  # ground truth of every real frame
+            if mask is not None:
+                padded[:min(len(frame), len(mask))] = mask[:len(frame)]
+            mask = padded
+            masks.append(mask)
+            preds.append(frame)
+            starts = np.flatnonzero(np.diff(np.concatenate([[0], mask, [0]])) == 1)
+            ends = np.flatnonzero(np.diff(np.concatenate([[0], mask, [0]])) == -1) - 1
+            events[vid] = [[int(a), int(b)] for a, b in zip(starts, ends)]
+        frame_auc = None
+        if masks and 0 < np.concatenate(masks).mean() < 1:
+            from sklearn.metrics import roc_auc_score
+
+            frame_auc = float(roc_auc_score(np.concatenate(masks), np.concatenate(preds)))
+        write_report(report_path, report_entries(scores_dir, score_rec["summaries"], events),
+                     score_rec["provenance"], title=f"mgfn run: {cfg.name}", threshold=threshold)
+        rec = stages.finish("report", digest, report=str(report_path), frame_auc=frame_auc)
+        log(f"[report] {report_path}" + (f" (frame AUC {frame_auc:.3f} on {len(masks)} videos)" if frame_auc else ""))
+    else:
+        log(f"[report] done before: {rec['report']}")
+    return rec
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("config", help="run YAML: name, workspace, dataset, extractor, train, score (see README)")
+    parser.add_argument("--stop-after", choices=STAGES, help="stop after this stage")
+
+
+def main(args) -> int:
+    rec = run(args.config, stop_after=args.stop_after)
+    if rec.get("stage") == "report" and rec.get("frame_auc") is not None:
+        print(f"frame AUC {rec['frame_auc']:.3f}; report {rec['report']}")
+    return 0

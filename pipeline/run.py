@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import sys
@@ -124,12 +125,16 @@ def read_dataset(cfg: RunConfig, base: Path) -> tuple[list[DatasetVideo], Path]:
 
 
 def _write_list(path: Path, rows) -> Path:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["video_id", "label", "path"])
-        w.writerows(rows)
-    os.replace(tmp, path)
+    """A training/test list in mgfn's CSV format; left untouched when it already says the same."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["video_id", "label", "path"])
+    w.writerows(rows)
+    data = buf.getvalue().encode()
+    if not path.is_file() or path.read_bytes() != data:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
     return path
 
 

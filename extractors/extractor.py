@@ -186,6 +186,11 @@ class FeatureExtractor:
         self.workers = workers
         self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
         self.fps = fps
+        try:  # cheap settings first, so a typo fails before the model loads
+            self.sampler = _clips.ClipSampler(clip_len=clip_len, stride=stride, tail=tail)
+            _transforms.ClipTransform(resize=resize, crops=crops, crop_size=crop_size, preset=preset or "rtfm")
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         with torch.random.fork_rng(devices=[]):  # random weights are the same in every run (resume needs it)
             torch.manual_seed(0)
             model = load_model(name, weights=weights, device=str(self.device)).eval()
@@ -208,13 +213,9 @@ class FeatureExtractor:
             except (RuntimeError, NotImplementedError):  # a oneDNN build without these ops: stay eager
                 pass
         self.preset = preset or model.preset
-        try:
-            self.sampler = _clips.ClipSampler(clip_len=clip_len, stride=stride, tail=tail)
-            # bfloat16 input is what autocast would feed the first conv anyway; half the bytes through the queue
-            self.transform = _transforms.ClipTransform(resize=resize, crops=crops, crop_size=crop_size,
-                                                       preset=self.preset, dtype=DTYPES[dtype])
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        # bfloat16 input is what autocast would feed the first conv anyway; half the bytes through the queue
+        self.transform = _transforms.ClipTransform(resize=resize, crops=crops, crop_size=crop_size,
+                                                   preset=self.preset, dtype=DTYPES[dtype])
         self.crops = crops
         self.clip_len, self.stride, self.tail, self.resize, self.crop_size = clip_len, stride, tail, resize, crop_size
         self.feature_dim = int(model.feature_dim)
@@ -254,7 +255,8 @@ class FeatureExtractor:
     # -- the two halves of a batch ---------------------------------------------------------------------------
 
     def prepare(self, clips: list[np.ndarray]) -> torch.Tensor:
-        """uint8 clips [T, H, W, 3] -> model input: [b*crops, 3, T, S, S] channels_last_3d float (CPU), or uint8 [b, T, H, W, 3] (CUDA)."""
+        """uint8 clips [T, H, W, 3] -> [b*crops, 3, T, S, S] channels_last_3d float input (CPU),
+        or pinned uint8 [b, T, H, W, 3] for the GPU to transform (CUDA)."""
         u8 = torch.from_numpy(np.stack(clips))  # [b, T, H, W, 3]
         if self.device.type != "cpu":  # the transform runs on the GPU; ship the small uint8 tensor
             return u8.pin_memory()
@@ -368,7 +370,7 @@ class VideoFeatures:
                 del x, item
                 self.clips_done += n
                 yield block
-            if self.clips_done == self.start_clip:
+            if self.clips_done == 0:
                 raise InputError("no frames could be decoded")
         finally:
             self.close()

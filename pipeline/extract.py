@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="model arithmetic; bfloat16 is autocast (fast on recent CPUs and GPUs)")
     parser.add_argument("--batch-size", type=int, default=None, help="clips per forward pass (x crops); default 1 on CPU, 8 on CUDA")
-    parser.add_argument("--workers", type=int, default=1, help="threads preparing clips (decode + resize + crops)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="threads preparing clips: 1 decodes and transforms; N > 1: one decodes, N-1 resize and crop")
     parser.add_argument("--flush-every", type=int, default=32, help="make a long video resumable every N clips")
     parser.add_argument("--rtfm-names", action="store_true", help="name files <video-id>_i3d.npy, as the RTFM features are")
     parser.add_argument("--file-dtype", choices=("float32", "float16"), default="float32", help="dtype of the saved arrays")

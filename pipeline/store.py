@@ -335,15 +335,20 @@ class FeatureWriter:
         """Write buffered clips, fsync, then record how many clips are safely on disk."""
         if not self._buffer:
             return
+        self._write_buffer()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._write_progress()
+
+    def _write_buffer(self) -> None:
+        """Write buffered rows right after the counted ones (a write cut short and retried lands in the same place)."""
         if self._file is None:
             self._open_part()
+        self._file.seek(self._header_len + self._rows * self._shape[0] * self._shape[1] * self.dtype.itemsize)
         for b in self._buffer:
             self._file.write(b.tobytes())
         self._rows += self._buffered
         self._buffer, self._buffered = [], 0
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._write_progress()
 
     def finish(self) -> tuple[Path, int]:
         """Write the final header, rename into place; returns (path, T). The caller then records it as done."""
@@ -351,12 +356,8 @@ class FeatureWriter:
             return self.final, self.recovered["clips_done"]
         if self._shape is None:
             raise InputError("no clips were extracted")
-        if self._file is None:
-            self._open_part()
-        for b in self._buffer:
-            self._file.write(b.tobytes())
-        self._rows += self._buffered
-        self._buffer, self._buffered = [], 0
+        self._write_buffer()
+        self._file.truncate()  # nothing past the last row
         header = _npy_header((self._rows, *self._shape), self.dtype)
         assert len(header) == self._header_len, "npy header length changed"
         self._file.seek(0)

@@ -155,3 +155,18 @@ def test_frame_folder_stat_changes_when_a_frame_changes(tmp_path):
     s1 = SourceStat.of(d)
     (d / "0001.jpg").write_bytes(b"ab")
     assert SourceStat.of(d).size != s1.size
+
+
+def test_a_flush_retried_after_a_cut_short_write_lands_in_place(tmp_path, source):
+    blocks = _blocks(3)
+    with FeatureStore(tmp_path / "out", "ext-1", flush_every=2) as store:
+        w = store.writer("v", source)
+        w.add(blocks[0])
+        w.add(blocks[1])  # flushed: 2 rows
+        w.add(blocks[2])  # buffered
+        w._file.write(b"half a row")  # what an interrupted write leaves behind
+        w.flush()
+        final, T = w.finish()
+    expected = tmp_path / "expected.npy"
+    np.save(expected, np.concatenate(blocks))
+    assert T == 3 and final.read_bytes() == expected.read_bytes()

@@ -197,6 +197,23 @@ def test_names_with_dots_and_rtfm_names(tiny, make_video, tmp_path):
     assert manifest(out)[0]["video_id"] == name
 
 
+def test_frame_folders_are_videos_named_by_the_folder(tiny, make_video, tmp_path):
+    from PIL import Image
+    from conftest import synthetic_frames
+
+    folder = tmp_path / "videos" / "cam.01"
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(synthetic_frames(20)):
+        Image.fromarray(frame).save(folder / f"{i + 1}.png")
+    make_video("other.mp4", 16, directory=tmp_path / "videos")
+    out = tmp_path / "out"
+    assert extract(tmp_path / "videos", out) == 0
+    recs = {r["video_id"]: r for r in manifest(out)}
+    assert set(recs) == {"cam.01", "other"} and recs["cam.01"]["T"] == 2
+    assert extract(tmp_path / "videos", out) == 0  # a frame folder's size + mtime say it is unchanged
+    assert len(manifest(out)) == 2
+
+
 def test_text_file_input_resolves_relative_and_refuses_escapes(tiny, make_video, tmp_path, capsys):
     lists = tmp_path / "lists"
     make_video("x.mp4", 20, directory=lists / "sub")

@@ -28,6 +28,7 @@ class MGFNConfig:
     mag_ratio: float = 0.1
     k: int = 3                          # top-k snippets by magnitude
     dropout_rate: float = 0.7           # dropout on the selection mask (training only)
+    select_by: str = "magnitude"        # rank snippets by feature "magnitude" (reference) or by "score" (plain MIL)
     ff_dropout: float = 0.0
 
     def __post_init__(self):
@@ -38,6 +39,8 @@ class MGFNConfig:
             raise ValueError("dims, depths and block_types must have the same length")
         if any(t not in ("glance", "focus") for t in self.block_types):
             raise ValueError(f"block types must be glance/focus (gb/fb), got {self.block_types}")
+        if self.select_by not in ("magnitude", "score"):
+            raise ValueError(f"select_by must be magnitude or score, got {self.select_by!r}")
         if any(d % self.dim_head for d in self.dims):
             raise ValueError(f"every width in {self.dims} must be a multiple of dim_head={self.dim_head}")
 
@@ -257,11 +260,12 @@ class MGFN(nn.Module):
     def forward(self, video, n_normal: int | None = None) -> MGFNOutput:
         v, crops, t, _ = video.shape
         features, crop_scores = self.forward_features(video)
-        return select_topk(features, crop_scores, v, crops, self.config.k, self.selection_dropout, n_normal)
+        return select_topk(features, crop_scores, v, crops, self.config.k, self.selection_dropout, n_normal,
+                           by_score=self.config.select_by == "score")
 
 
 def select_topk(features, crop_scores, videos: int, crops: int, k: int, dropout: nn.Module,
-                n_normal: int | None = None) -> MGFNOutput:
+                n_normal: int | None = None, by_score: bool = False) -> MGFNOutput:
     """Magnitude-based top-k snippet selection (MSNSD in the reference).
 
     features `[V*crops, T, d]`, crop_scores `[V*crops, T, 1]`. With one video (test) the same video
@@ -279,7 +283,7 @@ def select_topk(features, crop_scores, videos: int, crops: int, k: int, dropout:
         halves = {"normal": slice(0, n), "abnormal": slice(n, videos)}
 
     def select(half: slice):
-        mag = magnitudes[half]
+        mag = scores[half, :, 0].detach() if by_score else magnitudes[half]
         mask = dropout(torch.ones_like(mag))
         idx = torch.topk(mag * mask, k, dim=1).indices                        # [B, k]
         b = idx.shape[0]

@@ -2,61 +2,38 @@
 weights in each original checkpoint format (Tushar .pth, Caffe2 .pkl, piergiaj .pt, video_features .pt)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import pickle
 import re
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-
-
-def splitmix_uniform(seed: int, n: int) -> np.ndarray:
-    """u(seed, idx) for idx = 0..n-1 in [0, 1), float64 (splitmix64 finaliser, wrapping uint64 arithmetic)."""
-    z = (np.uint64(seed) << np.uint64(32)) + np.arange(n, dtype=np.uint64)
-    z = z + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+# The hash, rules and inputs live in tests/reference_vectors.py (shared with the MGFN parity test); loaded by path
+# because tests/ is not a package.
+_spec = importlib.util.spec_from_file_location("recipe_h_common", Path(__file__).resolve().parents[1] / "reference_vectors.py")
+_common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_common)
+splitmix_uniform = _common.uniform
 
 
 def formula_h_input(shape) -> torch.Tensor:
     """x[idx] = float32(2 u(12345, idx) - 1) over `shape` in C order."""
-    n = int(np.prod(shape))
-    return torch.from_numpy((2.0 * splitmix_uniform(12345, n) - 1.0).astype(np.float32).reshape(shape))
+    return torch.from_numpy(_common.inputs(shape))
 
 
 def recipe_h_tensor(name: str, shape, rule: str) -> np.ndarray:
-    """One recipe-H tensor: rule evaluated in float64 on s = 2u - 1 with seed crc32(name), rounded once to float32."""
+    """One recipe-H tensor (int64 zeros for the `skip` rule)."""
     shape = tuple(shape)
-    if rule == "skip":
-        return np.zeros(shape, dtype=np.int64)
-    n = int(np.prod(shape)) if shape else 1
-    s = 2.0 * splitmix_uniform(zlib.crc32(name.encode("utf-8")), n) - 1.0
-    if rule == "fanin":
-        v = s * np.sqrt(6.0 / (n / shape[0]))
-    elif rule == "one":
-        v = 1.0 + 0.1 * s
-    elif rule in ("small", "mean"):
-        v = 0.1 * s
-    elif rule == "var":
-        v = 1.0 + 0.5 * s * s
-    else:
-        raise ValueError(f"unknown rule {rule!r}")
-    return v.astype(np.float32).reshape(shape)
+    return np.zeros(shape, dtype=np.int64) if rule == "skip" else _common.tensor(name, shape, rule)
 
 
 def recipe_h_state_dict(weights_manifest: Path) -> dict[str, torch.Tensor]:
     """All tensors of a reference `weights_manifest.json`, under the reference key names, in reference order."""
-    entries = json.loads(Path(weights_manifest).read_text())
-    return {e["name"]: torch.from_numpy(recipe_h_tensor(e["name"], e["shape"], e["rule"])) for e in entries}
+    return _common.state_dict(weights_manifest)
 
 
 # ---- writers in the original formats ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import recipe_h
+import reference_vectors as recipe_h
 from mgfn.checkpoint import load_model, reference_to_ours
 from mgfn.data import magnitude_channel
 from mgfn.losses import LossConfig, mgfn_loss

@@ -1,9 +1,7 @@
 """Decoding: exact frame counts, backends agreeing frame for frame, resume, resampling, frame folders, bad input."""
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
@@ -20,19 +18,8 @@ from extractors.errors import InputError
 
 
 
-def _root_conftest():
-    # tests/extractors/conftest.py shadows the name "conftest", so load tests/conftest.py by path.
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) and Path(module.__file__).resolve() == path:
-            return module
-    spec = importlib.util.spec_from_file_location("tests_root_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from video_samples import synthetic_frames  # noqa: E402
 
-
-synthetic_frames = _root_conftest().synthetic_frames
 FILE_BACKENDS = ["pyav", "decord"]
 
 

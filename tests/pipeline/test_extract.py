@@ -199,7 +199,7 @@ def test_names_with_dots_and_rtfm_names(tiny, make_video, tmp_path):
 
 def test_frame_folders_are_videos_named_by_the_folder(tiny, make_video, tmp_path):
     from PIL import Image
-    from conftest import synthetic_frames
+    from video_samples import synthetic_frames
 
     folder = tmp_path / "videos" / "cam.01"
     folder.mkdir(parents=True)

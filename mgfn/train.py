@@ -41,7 +41,7 @@ class TrainConfig:
     shuffle: bool = True                 # False = the reference order (no shuffle, drop_last)
     segments: int = 32
     frames_per_snippet: int = 16
-    select: str = "test"                 # "test" (reference) | "val" (held-out split of the training list)
+    select: str = "test"                 # "test" (reference) | "val" (held-out split of the training list) | "last"
     metric: str = "auc"                  # test metric that picks best.pt: auc | pr_auc | ap
     val_fraction: float = 0.2
     amp: str = "none"                    # "none" | "bf16" (autocast; CPU with AMX or GPU)
@@ -51,8 +51,8 @@ class TrainConfig:
     loss: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.select not in ("test", "val"):
-            raise InputError(f"select must be test or val, got {self.select!r}")
+        if self.select not in ("test", "val", "last"):
+            raise InputError(f"select must be test, val or last, got {self.select!r}")
         if self.metric not in ("auc", "pr_auc", "ap"):
             raise InputError(f"metric must be auc, pr_auc or ap, got {self.metric!r}")
         if self.amp not in ("none", "bf16"):
@@ -248,8 +248,9 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
         stale.unlink()
     (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
 
-    selection = (f"best on the test set ({cfg.metric})" if cfg.select == "test"
-                 else f"best video-level AUC on a held-out validation split ({len(val_idx)} training videos)")
+    selection = {"test": f"best on the test set ({cfg.metric})",
+                 "val": f"best video-level AUC on a held-out validation split ({len(val_idx)} training videos)",
+                 "last": "the final epoch (no selection)"}[cfg.select]
     log(f"{len(train_entries)} training videos ({data.info.crops} crops x {data.info.feature_size}-d), "
         f"{len(test_entries)} test videos, {len(batches)} iterations/epoch, device {device}; checkpoint: {selection}")
     metrics_log = MetricsLog(run_dir, start_epoch)
@@ -268,7 +269,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
             metrics["val_auc"] = validation_auc(model, data, val_idx, device)
             chosen = metrics["val_auc"]
         else:
-            chosen = metrics[cfg.metric]
+            chosen = float(epoch) if cfg.select == "last" else metrics[cfg.metric]
         row = {"epoch": epoch, **{f"loss_{k}": v for k, v in losses.items()}, **metrics, "train_s": train_s}
         metrics_log.add(row)
         rng = {"torch": torch.get_rng_state()}
@@ -298,7 +299,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, help="videos per class per iteration (reference: 16)")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--select", choices=("test", "val"), help="pick best.pt on the test set (reference) or a validation split")
+    parser.add_argument("--select", choices=("test", "val", "last"),
+                        help="best.pt: best on the test set (reference), on a validation split, or the last epoch")
     parser.add_argument("--metric", choices=("auc", "pr_auc", "ap"), help="test metric for --select test")
     parser.add_argument("--loss-form", choices=("rtfm", "head"), help="smoothness/sparsity form (default rtfm)")
     parser.add_argument("--reference-order", action="store_true", help="no shuffling: the reference loaders' order")

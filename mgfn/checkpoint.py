@@ -17,64 +17,50 @@ from mgfn.model import MGFN, MGFNConfig
 
 FORMAT = "mgfn-vad/1"
 
-# reference key pattern -> our key pattern (applied after stripping a leading `module.`)
-_REFERENCE_TO_OURS = [
-    (r"^to_tokens\.", "fam.to_tokens."),
-    (r"^to_mag\.", "fam.to_mag."),
-    (r"^stages\.(\d+)\.0\.layers\.(\d+)\.0\.", r"stages.\1.layers.\2.conv."),
-    (r"^stages\.(\d+)\.0\.layers\.(\d+)\.1\.", r"stages.\1.layers.\2.block."),
-    (r"^stages\.(\d+)\.0\.layers\.(\d+)\.2\.0\.", r"stages.\1.layers.\2.ff.norm."),
-    (r"^stages\.(\d+)\.0\.layers\.(\d+)\.2\.1\.", r"stages.\1.layers.\2.ff.expand."),
-    (r"^stages\.(\d+)\.0\.layers\.(\d+)\.2\.4\.", r"stages.\1.layers.\2.ff.project."),
-    (r"^stages\.(\d+)\.1\.0\.", r"stages.\1.transition.norm."),
-    (r"^stages\.(\d+)\.1\.1\.", r"stages.\1.transition.proj."),
-    (r"^to_logits\.0\.", "head.norm."),
-    (r"^fc\.", "head.fc."),
+# (reference key prefix, our key prefix); {s} is a stage index, {l} a layer index. Keys load after a leading
+# `module.` is stripped.
+_KEY_PREFIXES = [
+    ("to_tokens.", "fam.to_tokens."),
+    ("to_mag.", "fam.to_mag."),
+    ("stages.{s}.0.layers.{l}.0.", "stages.{s}.layers.{l}.conv."),
+    ("stages.{s}.0.layers.{l}.1.", "stages.{s}.layers.{l}.block."),
+    ("stages.{s}.0.layers.{l}.2.0.", "stages.{s}.layers.{l}.ff.norm."),
+    ("stages.{s}.0.layers.{l}.2.1.", "stages.{s}.layers.{l}.ff.expand."),
+    ("stages.{s}.0.layers.{l}.2.4.", "stages.{s}.layers.{l}.ff.project."),
+    ("stages.{s}.1.0.", "stages.{s}.transition.norm."),
+    ("stages.{s}.1.1.", "stages.{s}.transition.proj."),
+    ("to_logits.0.", "head.norm."),
+    ("fc.", "head.fc."),
 ]
+
+
+def _pattern(template: str) -> re.Pattern:
+    return re.compile("^" + re.escape(template).replace(r"\{s\}", r"(?P<s>\d+)").replace(r"\{l\}", r"(?P<l>\d+)"))
+
+
+def _rename(state: dict, to_ours: bool) -> dict:
+    rules = [(_pattern(ref if to_ours else ours), ours if to_ours else ref) for ref, ours in _KEY_PREFIXES]
+    out = {}
+    for key, value in state.items():
+        name = key[len("module."):] if to_ours and key.startswith("module.") else key
+        for pattern, target in rules:
+            m = pattern.match(name)
+            if m:
+                out[target.format(**m.groupdict()) + name[m.end():]] = value
+                break
+        else:
+            raise InputError(f"unexpected key {key!r} in MGFN state dict")
+    return out
 
 
 def reference_to_ours(state: dict) -> dict:
     """Rename official MGFN state-dict keys (optionally `module.`-prefixed) to ours."""
-    out = {}
-    for key, value in state.items():
-        new = key[len("module."):] if key.startswith("module.") else key
-        for pattern, repl in _REFERENCE_TO_OURS:
-            new, n = re.subn(pattern, repl, new)
-            if n:
-                break
-        else:
-            raise InputError(f"unexpected key {key!r} in MGFN state dict")
-        out[new] = value
-    return out
-
-
-_OURS_TO_REFERENCE = [
-    (r"^fam\.to_tokens\.", "to_tokens."),
-    (r"^fam\.to_mag\.", "to_mag."),
-    (r"^stages\.(\d+)\.layers\.(\d+)\.conv\.", r"stages.\1.0.layers.\2.0."),
-    (r"^stages\.(\d+)\.layers\.(\d+)\.block\.", r"stages.\1.0.layers.\2.1."),
-    (r"^stages\.(\d+)\.layers\.(\d+)\.ff\.norm\.", r"stages.\1.0.layers.\2.2.0."),
-    (r"^stages\.(\d+)\.layers\.(\d+)\.ff\.expand\.", r"stages.\1.0.layers.\2.2.1."),
-    (r"^stages\.(\d+)\.layers\.(\d+)\.ff\.project\.", r"stages.\1.0.layers.\2.2.4."),
-    (r"^stages\.(\d+)\.transition\.norm\.", r"stages.\1.1.0."),
-    (r"^stages\.(\d+)\.transition\.proj\.", r"stages.\1.1.1."),
-    (r"^head\.norm\.", "to_logits.0."),
-    (r"^head\.fc\.", "fc."),
-]
+    return _rename(state, to_ours=True)
 
 
 def ours_to_reference(state: dict) -> dict:
     """Our keys to the reference's, so our weights load into the original code."""
-    out = {}
-    for key, value in state.items():
-        for pattern, repl in _OURS_TO_REFERENCE:
-            new, n = re.subn(pattern, repl, key)
-            if n:
-                out[new] = value
-                break
-        else:
-            raise KeyError(key)
-    return out
+    return _rename(state, to_ours=False)
 
 
 def infer_config(state: dict, **overrides) -> MGFNConfig:

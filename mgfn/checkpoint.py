@@ -103,7 +103,7 @@ def _atomic_save(obj, path: Path) -> None:
         raise
 
 
-def save_checkpoint(path, model: MGFN, **extra) -> None:
+def save_checkpoint(path, model, **extra) -> None:
     """Write our checkpoint atomically (temporary file, then rename)."""
     obj = {"format": FORMAT, "model": model.state_dict(), "model_config": model.config.to_dict()}
     obj.update(extra)
@@ -128,15 +128,18 @@ def read_checkpoint(path) -> dict:
     raise InputError(f"{path}: neither an mgfn-vad checkpoint nor an MGFN state dict")
 
 
-def load_model(path, device="cpu", expect_feature_size: int | None = None, **config_overrides) -> tuple[MGFN, dict]:
-    """Build the model from a checkpoint (ours or official); returns (model in eval mode, checkpoint dict)."""
+def load_model(path, device="cpu", expect_feature_size: int | None = None, **config_overrides):
+    """Build the model (MGFN or the MIL baseline) from a checkpoint; returns (model in eval mode, checkpoint dict)."""
+    from mgfn.mil import MILConfig, MILRanking
+
     ckpt = read_checkpoint(path)
     cfg_dict = dict(ckpt["model_config"])
     cfg_dict.update(config_overrides)
-    cfg = MGFNConfig(**cfg_dict)
+    is_mil = cfg_dict.get("type") == "mil"
+    cfg = MILConfig(**cfg_dict) if is_mil else MGFNConfig(**cfg_dict)
     if expect_feature_size is not None and cfg.feature_size != expect_feature_size:
         raise InputError(f"{path}: checkpoint expects {cfg.feature_size}-d features, the data has {expect_feature_size}-d")
-    model = MGFN(cfg)
+    model = MILRanking(cfg) if is_mil else MGFN(cfg)
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:
         raise InputError(f"{path}: state dict does not match the architecture "

@@ -24,7 +24,10 @@ from mgfn.errors import InputError
 from mgfn.evaluate import check_feature_size, predict, resolve_device
 from mgfn.losses import LossConfig, mgfn_loss
 from mgfn.metrics import align_ground_truth, evaluate_scores, video_auc
+from mgfn.mil import MILConfig, MILRanking, mil_loss
 from mgfn.model import MGFN, MGFNConfig
+
+COLLAPSE_STD = 1e-3   # test scores whose spread is below this are one constant: the model stopped ranking snippets
 
 METRIC_NAMES = ("auc", "pr_auc", "ap", "auc_abnormal", "far")
 
@@ -47,6 +50,7 @@ class TrainConfig:
     amp: str = "none"                    # "none" | "bf16" (autocast; CPU with AMX or GPU)
     device: str = "auto"
     n_abnormal: int | None = None        # for RTFM .list training files: abnormal videos come first
+    model_type: str = "mgfn"             # "mgfn" | "mil" (Sultani's MIL ranking baseline)
     model: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
 
@@ -57,11 +61,14 @@ class TrainConfig:
             raise InputError(f"metric must be auc, pr_auc or ap, got {self.metric!r}")
         if self.amp not in ("none", "bf16"):
             raise InputError(f"amp must be none or bf16, got {self.amp!r}")
+        if self.model_type not in ("mgfn", "mil"):
+            raise InputError(f"model_type must be mgfn or mil, got {self.model_type!r}")
         if self.batch_size < 1 or self.epochs < 1:
             raise InputError("epochs and batch_size must be positive")
         try:
             self.loss_config()
-            MGFNConfig(**{"feature_size": 1, **self.model}) if self.model else None
+            if self.model:
+                (MILConfig if self.model_type == "mil" else MGFNConfig)(**{"feature_size": 1, **self.model})
         except (TypeError, ValueError) as exc:
             raise InputError(f"bad model/loss settings: {exc}") from None
 
@@ -111,18 +118,17 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def train_one_epoch(model, optimizer, data: TrainingSet, batches, loss_cfg: LossConfig, device, amp: str,
+def train_one_epoch(model, optimizer, data: TrainingSet, batches, loss_fn, device, amp: str,
                     progress: bool = True) -> dict[str, float]:
     """One pass over zip(normal batches, abnormal batches); returns the mean of each loss term."""
     model.train()
     sums: dict[str, float] = {}
-    crops = data.info.crops
     for normal, abnormal in tqdm(batches, desc="train", unit="it", disable=not progress, leave=False):
         x = data.data[np.concatenate([normal, abnormal])].to(device, non_blocking=True)   # [2B, crops, S, D+1]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
             out = model(x, n_normal=len(normal))
         out = type(out)(*(t.float() for t in out))
-        terms = mgfn_loss(out, crops, loss_cfg)
+        terms = loss_fn(out)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimizer.step()
@@ -221,8 +227,13 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
                             cfg.batch_size, cfg.shuffle)
 
     seed_everything(cfg.seed)
-    model_cfg = MGFNConfig(**{**cfg.model, "feature_size": data.info.feature_size})
-    model = MGFN(model_cfg).to(device)
+    if cfg.model_type == "mil":
+        model = MILRanking(MILConfig(**{**cfg.model, "feature_size": data.info.feature_size})).to(device)
+        loss_fn = mil_loss
+    else:
+        model = MGFN(MGFNConfig(**{**cfg.model, "feature_size": data.info.feature_size})).to(device)
+        loss_cfg, crops = cfg.loss_config(), data.info.crops
+        loss_fn = lambda out: mgfn_loss(out, crops, loss_cfg)  # noqa: E731
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, best, metrics = 0, {"epoch": 0, "value": -math.inf}, {}
     last = run_dir / "last.pt"
@@ -261,10 +272,14 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)   # order depends only on (seed, epoch)
-        losses = train_one_epoch(model, optimizer, data, batches.epoch(generator), cfg.loss_config(), device,
-                                 cfg.amp, progress)
+        losses = train_one_epoch(model, optimizer, data, batches.epoch(generator), loss_fn, device, cfg.amp, progress)
         train_s = time.perf_counter() - t0
-        metrics = evaluate_scores(predict(model, test_set, device), truth, cfg.frames_per_snippet)
+        scores = predict(model, test_set, device)
+        metrics = evaluate_scores(scores, truth, cfg.frames_per_snippet)
+        metrics["score_std"] = float(np.concatenate(scores).std())
+        if metrics["score_std"] < COLLAPSE_STD:
+            log(f"warning: epoch {epoch}: every test snippet scores {float(np.concatenate(scores).mean()):.4f} "
+                f"(spread {metrics['score_std']:.1e}): the scores have collapsed")
         if cfg.select == "val":
             metrics["val_auc"] = validation_auc(model, data, val_idx, device)
             chosen = metrics["val_auc"]
@@ -285,7 +300,8 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
             + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({train_s:.1f}s){'  *' if improved else ''}")
     metrics_log.close()
     summary = {"best_epoch": best["epoch"], "best_value": best["value"], "selection": selection,
-               "final": metrics, "run_dir": str(run_dir)}
+               "final": metrics, "run_dir": str(run_dir),
+               "collapsed": bool(metrics.get("score_std", 1.0) < COLLAPSE_STD)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
 
@@ -305,6 +321,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--loss-form", choices=("rtfm", "head"), help="smoothness/sparsity form (default rtfm)")
     parser.add_argument("--reference-order", action="store_true", help="no shuffling: the reference loaders' order")
     parser.add_argument("--n-abnormal", type=int, help="RTFM .list training file: number of abnormal lines first (UCF: 810)")
+    parser.add_argument("--model", choices=("mgfn", "mil"), help="mgfn (default) or the MIL ranking baseline (Sultani)")
+    parser.add_argument("--seeds", help="train one run per seed (e.g. 0-4 or 0,3,7) into OUT/seed_<s>; report mean ± std")
     parser.add_argument("--amp", choices=("none", "bf16"), help="bf16 autocast (fast on AMX CPUs and GPUs)")
     parser.add_argument("--device", help="cpu, cuda or auto (default)")
     parser.add_argument("--provenance", help="JSON file describing where the features came from (stored in checkpoints)")
@@ -315,7 +333,8 @@ def add_arguments(parser) -> None:
 def config_from_args(args) -> TrainConfig:
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "select": args.select,
-                 "metric": args.metric, "n_abnormal": args.n_abnormal, "amp": args.amp, "device": args.device}
+                 "metric": args.metric, "n_abnormal": args.n_abnormal, "amp": args.amp, "device": args.device,
+                 "model_type": args.model}
     data = asdict(cfg)
     data.update({k: v for k, v in overrides.items() if v is not None})
     if args.reference_order:
@@ -333,8 +352,45 @@ def main(args) -> int:
             provenance = json.loads(Path(args.provenance).read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"{args.provenance}: unreadable provenance JSON ({exc})") from None
+    progress = not args.quiet and sys.stderr.isatty()
+    if args.seeds:
+        return train_seeds(args, cfg, parse_seeds(args.seeds), provenance, progress)
     summary = run_training(args.train, args.test, args.gt, args.out, cfg, resume=args.resume,
-                           provenance=provenance, progress=not args.quiet and sys.stderr.isatty())
+                           provenance=provenance, progress=progress)
     print(f"best epoch {summary['best_epoch']} ({summary['selection']}): {summary['best_value']:.4f}; "
           f"checkpoints in {summary['run_dir']}")
+    return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0-4" -> [0, 1, 2, 3, 4]; "0,3,7" -> [0, 3, 7]."""
+    try:
+        if "-" in text and "," not in text:
+            lo, hi = (int(x) for x in text.split("-"))
+            return list(range(lo, hi + 1))
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise InputError(f"--seeds: expected a range like 0-4 or a list like 0,3,7, got {text!r}") from None
+
+
+def train_seeds(args, cfg: TrainConfig, seeds: list[int], provenance, progress: bool) -> int:
+    """One run per seed; prints final-epoch and best-on-test AUC as mean ± std and which seeds collapsed."""
+    out = Path(args.out)
+    rows = []
+    for seed in seeds:
+        run_cfg = TrainConfig(**{**asdict(cfg), "seed": seed})
+        summary = run_training(args.train, args.test, args.gt, out / f"seed_{seed}", run_cfg, resume=args.resume,
+                               provenance=provenance, progress=progress)
+        with (out / f"seed_{seed}" / "metrics.csv").open(newline="") as f:
+            best_test = max(float(r[cfg.metric]) for r in csv.DictReader(f))
+        rows.append({"seed": seed, "final": summary["final"][cfg.metric], "best_on_test": best_test,
+                     "collapsed": summary["collapsed"]})
+    final = np.array([r["final"] for r in rows])
+    best = np.array([r["best_on_test"] for r in rows])
+    result = {"metric": cfg.metric, "seeds": rows, "final_mean": float(final.mean()), "final_std": float(final.std()),
+              "best_on_test_mean": float(best.mean()), "best_on_test_std": float(best.std()),
+              "collapsed": [r["seed"] for r in rows if r["collapsed"]]}
+    (out / "seeds.json").write_text(json.dumps(result, indent=1))
+    print(f"{len(seeds)} seeds, {cfg.metric}: final epoch {final.mean():.4f} ± {final.std():.4f}, "
+          f"best on test {best.mean():.4f} ± {best.std():.4f}; collapsed: {result['collapsed'] or 'none'}")
     return 0

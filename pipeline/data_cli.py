@@ -1,0 +1,72 @@
+"""`mgfn data DATASET`: build `train.csv`, `test.csv` and `gt/` for a dataset from its own files."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mgfn.errors import InputError
+from pipeline.datasets import DATASETS, DatasetConfig, dataset_module, default_config
+from pipeline.datasets.common import Report, Sources, write_dataset
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("dataset", choices=list(DATASETS), help="which dataset's naming and annotation to read")
+    parser.add_argument("--root", help="the dataset's videos (or frame folders); for `folders`: ROOT/normal, ROOT/abnormal")
+    parser.add_argument("--annotation", help="the official annotation file (ShanghaiTech: the test_frame_mask folder; "
+                                             "Mini-drone: a ViPER XML file or a folder of them)")
+    parser.add_argument("--features", help="feature folder (<id>.npy, <id>_i3d.npy or <id>__k.npy); the ground truth "
+                                           "is aligned to their clip counts")
+    parser.add_argument("--train-list", help="list of training videos (RTFM .list, SH_Train.txt, XD_Train.list)")
+    parser.add_argument("--test-list", help="list of test videos (RTFM test .list, SH_Test.txt, XD_Test.list)")
+    parser.add_argument("--config", help="dataset settings YAML (default configs/datasets/<dataset>.yaml)")
+    parser.add_argument("--out", help="folder to write train.csv, test.csv and gt/")
+    parser.add_argument("--link", choices=("hard", "copy"), default="hard",
+                        help="features outside --out are hard-linked (default) or copied into OUT/features/")
+    parser.add_argument("--stats", action="store_true", help="print the number of videos and events per class")
+
+
+def sources_from_args(args, cfg: DatasetConfig) -> Sources:
+    p = lambda v: Path(v) if v else None  # noqa: E731
+    return Sources(root=p(args.root), annotation=p(args.annotation), features=p(args.features),
+                   train_list=p(args.train_list), test_list=p(args.test_list), config=cfg.adapter)
+
+
+def build(dataset: str, src: Sources, out: Path, link: str = "hard") -> Report:
+    """Read the dataset with its adapter and write the lists and ground truth."""
+    return write_dataset(dataset_module(dataset).load(src), out, link)
+
+
+def print_report(report: Report, out: Path, file=sys.stdout) -> None:
+    for split in ("train", "test"):
+        c = report.counts.get(split, {0: 0, 1: 0})
+        print(f"{split}: {c[1] + c[0]} videos ({c[1]} abnormal, {c[0]} normal) -> {out / (split + '.csv')}", file=file)
+    for title, names in (("without a feature file (left out)", report.missing_features),
+                         ("abnormal test videos without frame labels", report.no_truth)):
+        if names:
+            print(f"warning: {len(names)} videos {title}: {', '.join(names[:10])}"
+                  + (" …" if len(names) > 10 else ""), file=sys.stderr)
+    for line in report.mismatches:
+        print(f"warning: ground truth off by more than one clip: {line}", file=sys.stderr)
+
+
+def main(args) -> int:
+    cfg = DatasetConfig.from_yaml(args.config) if args.config else default_config(args.dataset)
+    src = sources_from_args(args, cfg)
+    module = dataset_module(args.dataset)
+    if args.stats:
+        if not hasattr(module, "stats"):
+            raise InputError(f"{args.dataset}: no per-class statistics for this dataset")
+        rows = module.stats(src)
+        width = max(len(r[0]) for r in rows) if rows else 5
+        print(f"{'class':<{width}}  videos  events")
+        for name, videos, events in rows:
+            print(f"{name:<{width}}  {videos:6d}  {events:6d}")
+        print(f"{'total':<{width}}  {sum(r[1] for r in rows):6d}  {sum(r[2] for r in rows):6d}")
+        if not args.out:
+            return 0
+    if not args.out:
+        raise InputError("--out DIR is required (or --stats alone)")
+    out = Path(args.out)
+    report = build(args.dataset, src, out, args.link)
+    print_report(report, out)
+    return 0

@@ -20,6 +20,7 @@ COMMANDS = {
     "run": ("pipeline.run", "run every stage for a dataset from one YAML, skipping what is already done"),
     "plot": ("pipeline.plot", "plots: a feature file, a run's training curves, a scored video"),
     "demo": ("pipeline.demo", "run the embedded offline demo end to end"),
+    "data": ("pipeline.data_cli", "build train/test lists and ground truth for a dataset"),
 }
 
 

@@ -1,0 +1,218 @@
+"""`mgfn data`: the real annotation files parse completely, ground truth is 16·T long, public feature layouts import,
+and features written by `mgfn extract --rtfm-names` go through the importer into training."""
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mgfn.data import load_features, read_csv_list
+from mgfn.metrics import align_ground_truth
+from pipeline.cli import main as cli
+from pipeline.datasets import shanghaitech, ucf_crime, xd_violence
+from pipeline.datasets.common import Sources, list_entry_id
+from pipeline.data_cli import build
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def ann(shared_dir) -> Path:
+    path = shared_dir / "data" / "annotations"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+# -- real annotation files ------------------------------------------------------------------------------------
+
+def test_ucf_all_290_test_videos_with_their_events_and_classes(ann):
+    path = ann / "ucf_crime" / "Temporal_Anomaly_Annotation.txt"
+    videos = ucf_crime.read_annotation(path)
+    assert len(videos) == 290 and len({v.video_id for v in videos}) == 290
+    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    for v, parts in zip(videos, lines):
+        assert v.video_id == parts[0].removesuffix(".mp4") and v.anomaly_class == parts[1]
+        assert len(v.events) == sum(1 for s in parts[2::2] if int(s) != -1)
+    assert sum(v.anomaly_class != "Normal" for v in videos) == 140
+    assert {v.anomaly_class for v in videos} == set(ucf_crime.CLASSES) | {"Normal"}
+    assert all(v.events for v in videos if v.anomaly_class != "Normal")
+    assert all(ucf_crime.class_of(v.video_id) == v.anomaly_class for v in videos)
+
+
+def test_ucf_stats_command_prints_the_files_count_per_class(ann, capsys):
+    path = ann / "ucf_crime" / "Temporal_Anomaly_Annotation.txt"
+    assert cli(["data", "ucf-crime", "--annotation", str(path), "--stats"]) == 0
+    printed = {parts[0]: (int(parts[1]), int(parts[2])) for parts in
+               (ln.split() for ln in capsys.readouterr().out.splitlines()[1:])}
+    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    per_class = Counter(p[1] for p in lines)
+    events = Counter()
+    for p in lines:
+        events[p[1]] += sum(1 for s in p[2::2] if s != "-1")
+    assert {k: v for k, v in printed.items() if k != "total"} == {c: (per_class[c], events[c]) for c in per_class}
+    assert printed["total"] == (290, sum(events.values()))
+
+
+def test_ucf_rtfm_lists_give_810_abnormal_of_1610_and_140_of_290(ann, tmp_path):
+    d = ann / "ucf_crime"
+    report = build("ucf-crime", Sources(annotation=d / "Temporal_Anomaly_Annotation.txt",
+                                        train_list=d / "ucf-i3d.list", test_list=d / "ucf-i3d-test.list"), tmp_path)
+    assert report.counts == {"train": {1: 810, 0: 800}, "test": {1: 140, 0: 150}}
+    train = rows(tmp_path / "train.csv")
+    assert [r["label"] for r in train] == ["1"] * 810 + ["0"] * 800
+    assert train[0]["video_id"] == "Abuse001_x264" and train[0]["classes"] == "Abuse"
+    assert len(list((tmp_path / "gt").glob("*.json"))) == 140
+    gt = json.loads((tmp_path / "gt" / "Arson011_x264.json").read_text())
+    assert len(gt["events"]) == 2
+
+
+def test_xd_multi_event_lines_and_class_codes(ann):
+    path = ann / "xd_violence" / "annotations.txt"
+    events = xd_violence.read_annotation(path)
+    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    assert len(events) == len(lines) == 500
+    assert events["v=S-7rRLrxnVQ__#1_label_B4-0-0"] == [(0, 1517), (1970, 3038)]
+    assert max(len(e) for e in events.values()) == 22          # the longest line: 44 frame numbers
+    assert sum(map(len, events.values())) == sum((len(p) - 1) // 2 for p in lines)
+    assert xd_violence.classes_of("Bad.Boys.1995__#01-11-55_01-12-40_label_G-B2-B6") == \
+        ["explosion", "shooting", "car accident"]
+    assert xd_violence.classes_of("wangted.2008__#0-27-17_0-28-07_label_A") == []
+
+
+def test_xd_lists_collapse_per_crop_lines_onto_800_test_videos(ann, tmp_path):
+    d = ann / "xd_violence"
+    report = build("xd-violence", Sources(annotation=d / "annotations.txt", train_list=d / "XD_Train.list",
+                                          test_list=d / "XD_Test.list"), tmp_path)
+    assert report.counts["test"] == {1: 500, 0: 300}
+    assert sum(report.counts["train"].values()) == 3954
+    assert report.no_truth == []
+    assert len(list((tmp_path / "gt").glob("*.json"))) == 500
+
+
+def test_shanghaitech_lists_masks_and_the_63_abnormal_split(ann, tmp_path):
+    d = ann / "shanghaitech"
+    for train, test in (("SH_Train.txt", "SH_Test.txt"),
+                        ("shanghai-i3d-train-10crop.list", "shanghai-i3d-test-10crop.list")):
+        report = build("shanghaitech", Sources(annotation=d / "test_frame_mask", train_list=d / train,
+                                               test_list=d / test), tmp_path)
+        assert report.counts == {"train": {1: 63, 0: 175}, "test": {1: 44, 0: 155}}
+    labels = [r["label"] for r in rows(tmp_path / "train.csv")]
+    assert labels == ["1"] * 63 + ["0"] * 175                    # RTFM: the first 63 lines are abnormal
+    mask = np.load(d / "test_frame_mask" / "01_0015.npy")
+    assert np.array_equal(np.load(tmp_path / "gt" / "01_0015.npy"), mask)
+
+
+# -- ground truth aligned to the features -----------------------------------------------------------------------
+
+def write_features(folder: Path, clips: dict[str, int], suffix: str = "_i3d", crops: int = 2, dim: int = 8):
+    folder.mkdir(parents=True, exist_ok=True)
+    for vid, t in clips.items():
+        np.save(folder / f"{vid}{suffix}.npy", np.random.default_rng(0).random((t, crops, dim), dtype=np.float32))
+
+
+def test_ground_truth_is_16T_for_every_video_and_features_may_live_elsewhere(ann, tmp_path):
+    lines = [ln.split() for ln in (ann / "ucf_crime" / "Temporal_Anomaly_Annotation.txt").read_text().splitlines()]
+    clips = {p[0].removesuffix(".mp4"): max(int(x) for x in p[2:]) // 16 + 2 for p in lines[:6] + lines[-3:]}
+    feats = tmp_path / "features"
+    write_features(feats, clips)
+    ann_file = tmp_path / "ann.txt"
+    ann_file.write_text("\n".join(" ".join(p) for p in lines[:6] + lines[-3:]) + "\n")
+    out = tmp_path / "lists"
+    assert cli(["data", "ucf-crime", "--annotation", str(ann_file), "--features", str(feats), "--out", str(out)]) == 0
+    entries = read_csv_list(out / "test.csv")                  # paths stay inside the list's folder
+    assert [e.video_id for e in entries] == list(clips)
+    counts = [load_features(e.path).shape[0] for e in entries]
+    truth = align_ground_truth(out / "gt", [e.video_id for e in entries], [e.label for e in entries], counts)
+    assert truth.mismatches == []
+    for e, t in zip(entries, counts):
+        gt = out / "gt" / f"{e.video_id}.json"
+        if e.label:
+            assert json.loads(gt.read_text())["num_frames"] == 16 * t
+    assert rows(out / "train.csv") == []                         # only annotation + features: test split only
+
+
+def test_features_shorter_than_the_annotation_report_the_video_by_name(ann, tmp_path, capsys):
+    feats = tmp_path / "features"
+    n = len(np.load(ann / "shanghaitech" / "test_frame_mask" / "01_0015.npy"))
+    write_features(feats, {"01_0015": 3, "01_0014": 4})          # the mask has hundreds of frames; 3 clips cover 48
+    (tmp_path / "test.txt").write_text("01_0015\n")
+    (tmp_path / "train.txt").write_text("01_0014\n")
+    code = cli(["data", "shanghaitech", "--annotation", str(ann / "shanghaitech" / "test_frame_mask"),
+                "--train-list", str(tmp_path / "train.txt"), "--test-list", str(tmp_path / "test.txt"),
+                "--features", str(feats), "--out", str(tmp_path / "out")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "01_0015" in err and f"{n} frames" in err and "48" in err
+    assert len(np.load(tmp_path / "out" / "gt" / "01_0015.npy")) == 48
+
+
+def test_event_past_the_end_of_the_features_is_reported(tmp_path, capsys):
+    write_features(tmp_path / "f", {"Abuse030_x264": 2, "Normal_Videos_003_x264": 2})
+    (tmp_path / "a.txt").write_text("Abuse030_x264.mp4  Abuse  1275  1360  -1  -1\n"
+                                    "Normal_Videos_003_x264.mp4 Normal -1 -1 -1 -1\n")
+    assert cli(["data", "ucf-crime", "--annotation", str(tmp_path / "a.txt"), "--features", str(tmp_path / "f"),
+                "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "Abuse030_x264" in err and "Normal_Videos_003" not in err
+
+
+# -- public feature layouts -----------------------------------------------------------------------------------------
+
+def test_rtfm_list_paths_map_by_basename_onto_the_feature_folder():
+    assert list_entry_id(r"G:\UCF_Test_ten_crop_i3d\Abuse028_x264_i3d.npy") == "Abuse028_x264"
+    assert list_entry_id("/home/yu/SH_Test_ten_crop_i3d/01_0015_i3d.npy") == "01_0015"
+    assert list_entry_id("E:/x/RGBTest/Bad.Boys.1995__#01-11-55_01-12-40_label_G-B2-B6__3.npy") == \
+        "Bad.Boys.1995__#01-11-55_01-12-40_label_G-B2-B6"
+
+
+def test_xd_per_crop_files_import_as_5_crops_of_1024(tmp_path):
+    names = {"Bad.Boys.1995__#01-11-55_01-12-40_label_G-B2-B6": (1, 4), "wangted.2008__#0-27-17_0-28-07_label_A": (0, 3)}
+    feats = tmp_path / "RGBTest"
+    feats.mkdir()
+    lst = []
+    for name, (_, t) in names.items():
+        for k in range(5):
+            np.save(feats / f"{name}__{k}.npy", np.full((t, 1024), k, dtype=np.float32))
+            lst.append(f"E:/DLCode/RGBTest/{name}__{k}.npy")
+    (tmp_path / "XD_Test.list").write_text("\n".join(lst))
+    (tmp_path / "annotations.txt").write_text("Bad.Boys.1995__#01-11-55_01-12-40_label_G-B2-B6 0 20 40 63\n")
+    out = tmp_path / "out"
+    build("xd-violence", Sources(annotation=tmp_path / "annotations.txt", test_list=tmp_path / "XD_Test.list",
+                                 features=feats), out)
+    entries = read_csv_list(out / "test.csv")
+    arr = load_features(entries[0].path)
+    assert arr.shape == (4, 5, 1024) and arr[0, 3, 0] == 3
+    assert json.loads((out / "gt" / f"{entries[0].video_id}.json").read_text()) == \
+        {"num_frames": 64, "events": [[0, 20], [40, 63]]}
+
+
+def test_folders_layout_with_per_video_annotation(tmp_path):
+    root = tmp_path / "videos"
+    for label, names in (("normal", ["n1", "n2", "n3", "n4"]), ("abnormal", ["a1", "a2", "a3"])):
+        (root / label).mkdir(parents=True)
+        for n in names:
+            (root / label / f"{n}.mp4").write_bytes(b"")
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    (gt / "a1.json").write_text(json.dumps({"num_frames": 40, "events": [[3, 9]]}))
+    write_features(tmp_path / "f", {n: 3 for n in ["n1", "n2", "n3", "n4", "a1", "a2", "a3"]}, suffix="")
+    out = tmp_path / "out"
+    report = build("folders", Sources(root=root, annotation=gt, features=tmp_path / "f",
+                                      config={"test_fraction": 0.5}), out)
+    test = {r["video_id"]: r["label"] for r in rows(out / "test.csv")}
+    assert test["a1"] == "1" and sum(v == "0" for v in test.values()) == 2
+    assert json.loads((out / "gt" / "a1.json").read_text())["num_frames"] == 48
+    assert report.counts["train"][0] + report.counts["test"][0] == 4
+
+
+def test_unknown_dataset_and_missing_out_are_one_line_errors(tmp_path, capsys):
+    assert cli(["data", "ucf-crime", "--annotation", str(tmp_path / "nope.txt"), "--out", str(tmp_path)]) == 2
+    assert "annotation file not found" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mgfn.data import load_features, read_csv_list
 from mgfn.metrics import align_ground_truth
@@ -216,3 +217,51 @@ def test_folders_layout_with_per_video_annotation(tmp_path):
 def test_unknown_dataset_and_missing_out_are_one_line_errors(tmp_path, capsys):
     assert cli(["data", "ucf-crime", "--annotation", str(tmp_path / "nope.txt"), "--out", str(tmp_path)]) == 2
     assert "annotation file not found" in capsys.readouterr().err
+
+
+# -- round trip: mgfn extract --rtfm-names -> importer with RTFM lists -> training ------------------------------
+
+class TinyI3D(torch.nn.Module):
+    feature_dim = 8
+    preset = "rtfm"
+
+    def __init__(self, name: str, weights=None):
+        super().__init__()
+        self.name = name
+        self.conv = torch.nn.Conv3d(3, self.feature_dim, kernel_size=(4, 16, 16), stride=(4, 16, 16))
+        self.provenance = {"name": name, "random": weights == "random"}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).mean(dim=(2, 3, 4))  # [B, D]
+
+
+def test_rtfm_named_features_from_extract_import_with_rtfm_lists_and_train(monkeypatch, make_video, tmp_path):
+    import extractors.extractor as extractor_module
+    from mgfn.train import TrainConfig, run_training
+
+    monkeypatch.setattr(extractor_module, "load_model",
+                        lambda name, weights=None, device="cpu": TinyI3D(name, weights).to(device).eval())
+    train = ["Abuse001_x264", "Arson002_x264", "Normal_Videos001_x264", "Normal_Videos002_x264"]
+    test = ["Abuse028_x264", "Normal_Videos_003_x264"]
+    videos = tmp_path / "videos"
+    for i, name in enumerate(train + test):
+        make_video(f"{name}.mp4", 48, seed=i, directory=videos)
+    out = tmp_path / "features"
+    assert cli(["extract", str(videos), "--out", str(out), "--weights", "random", "--crops", "1", "--device", "cpu",
+                "--no-progress", "--rtfm-names"]) == 0
+    (store,) = [p for p in out.iterdir() if p.is_dir()]
+    assert (store / "Abuse001_x264_i3d.npy").is_file()
+    (tmp_path / "ucf-i3d.list").write_text("".join(f"G:\\UCF_Train_ten_crop_i3d\\{n}_i3d.npy\n" for n in train))
+    (tmp_path / "ucf-i3d-test.list").write_text("".join(f"G:\\UCF_Test_ten_crop_i3d\\{n}_i3d.npy\n" for n in test))
+    (tmp_path / "ann.txt").write_text("Abuse028_x264.mp4  Abuse  10  30  -1  -1\n"
+                                      "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1\n")
+    lists = tmp_path / "lists"
+    assert cli(["data", "ucf-crime", "--annotation", str(tmp_path / "ann.txt"), "--features", str(out),
+                "--train-list", str(tmp_path / "ucf-i3d.list"), "--test-list", str(tmp_path / "ucf-i3d-test.list"),
+                "--out", str(lists)]) == 0
+    assert [r["label"] for r in rows(lists / "train.csv")] == ["1", "1", "0", "0"]
+    cfg = TrainConfig(epochs=1, batch_size=2, device="cpu",
+                      model={"dims": [32, 64, 128], "depths": [1, 1, 1], "dim_head": 32})
+    summary = run_training(lists / "train.csv", lists / "test.csv", lists / "gt", tmp_path / "run", cfg,
+                           progress=False, log=lambda *_: None)
+    assert summary["best_epoch"] == 1 and 0.0 <= summary["final"]["auc"] <= 1.0

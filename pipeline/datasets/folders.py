@@ -72,7 +72,7 @@ def load(src: Sources) -> list[Video]:
         for label, folder in _label_folders(root).items():
             ids = [video_id(p) for p in find_videos(folder)]
             rest = [v for v in ids if v not in truth]
-            chosen = {v for i, v in enumerate(rest) if int((i + 1) * fraction) > int(i * fraction)}
+            chosen = {v for i, v in enumerate(rest) if int((i + 1) * fraction + 0.5) > int(i * fraction + 0.5)}
             entries += [(v, label, "test" if v in truth or v in chosen else "train") for v in ids]
     videos = []
     for vid, label, split in entries:

@@ -136,7 +136,7 @@ def _split(clips: list[Clip], cfg: MiniDroneConfig) -> dict[str, str]:
     for cat in cfg.categories:
         ids = sorted(c.video_id for c in clips if c.category == cat)
         for i, vid in enumerate(ids):
-            out[vid] = "test" if int((i + 1) * cfg.test_fraction) > int(i * cfg.test_fraction) else "train"
+            out[vid] = "test" if int((i + 1) * cfg.test_fraction + 0.5) > int(i * cfg.test_fraction + 0.5) else "train"
     return out
 
 

@@ -198,8 +198,11 @@ class MetricsLog:
 
 
 def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resume: bool = False,
-                 provenance: dict | None = None, progress: bool = True, log=print) -> dict:
-    """Validate everything, then train `cfg.epochs` epochs (continuing from last.pt with resume)."""
+                 provenance: dict | None = None, progress: bool = True, log=print, checkpoints: bool = True) -> dict:
+    """Validate everything, then train `cfg.epochs` epochs (continuing from last.pt with resume).
+
+    `checkpoints=False` writes metrics only (benchmarks over many seeds): no last.pt/best.pt, so no resume.
+    """
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
     train_entries = read_list(train_list, n_abnormal=cfg.n_abnormal)
@@ -293,9 +296,11 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
         improved = not math.isnan(chosen) and chosen > best["value"]
         if improved:
             best = {"epoch": epoch, "value": chosen}
-            save_checkpoint(run_dir / "best.pt", model, epoch=epoch, metrics=metrics, **extra)
-        save_checkpoint(last, model, optimizer=optimizer.state_dict(), epoch=epoch, best=best, rng=rng,
-                        metrics=metrics, **extra)
+            if checkpoints:
+                save_checkpoint(run_dir / "best.pt", model, epoch=epoch, metrics=metrics, **extra)
+        if checkpoints:
+            save_checkpoint(last, model, optimizer=optimizer.state_dict(), epoch=epoch, best=best, rng=rng,
+                            metrics=metrics, **extra)
         log(f"epoch {epoch}/{cfg.epochs}  loss {losses['total']:.4f}  "
             + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({train_s:.1f}s){'  *' if improved else ''}")
     metrics_log.close()

@@ -6,7 +6,7 @@ magnitude selection. Parameter names differ from the reference; `mgfn.checkpoint
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from mgfn.checkpoint import read_checkpoint, save_checkpoint
 from mgfn.data import PairedBatches, TestSet, TrainingSet, read_list
 from mgfn.errors import InputError
-from mgfn.evaluate import check_feature_size, predict, resolve_device
+from mgfn.evaluate import predict, resolve_device
 from mgfn.losses import LossConfig, mgfn_loss
 from mgfn.metrics import align_ground_truth, evaluate_scores, video_auc
 from mgfn.mil import MILConfig, MILRanking, mil_loss

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

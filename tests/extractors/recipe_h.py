@@ -3,7 +3,6 @@ weights in each original checkpoint format (Tushar .pth, Caffe2 .pkl, piergiaj .
 from __future__ import annotations
 
 import importlib.util
-import json
 import pickle
 import re
 import struct

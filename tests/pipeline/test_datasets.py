@@ -14,7 +14,7 @@ import torch
 from mgfn.data import load_features, read_csv_list
 from mgfn.metrics import align_ground_truth
 from pipeline.cli import main as cli
-from pipeline.datasets import shanghaitech, ucf_crime, xd_violence
+from pipeline.datasets import ucf_crime, xd_violence
 from pipeline.datasets.common import Sources, list_entry_id
 from pipeline.data_cli import build
 

@@ -1,9 +1,6 @@
 """FeatureStore: ids keep dots, atomic finished files, resume gives the same bytes, manifest survives a torn line."""
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 import pytest
 

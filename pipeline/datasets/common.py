@@ -17,6 +17,7 @@ import numpy as np
 
 from mgfn.data import load_features
 from mgfn.errors import InputError
+from pipeline.store import video_id
 
 FRAMES_PER_CLIP = 16
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
@@ -115,6 +116,26 @@ def find_videos(root: Path) -> list[Path]:
         elif p.is_dir() and any(c.suffix.lower() in (".jpg", ".jpeg", ".png") for c in p.iterdir()):
             out.append(p)
     return out
+
+
+def split_ids(src: "Sources", annotated_ids: list[str], missing: str) -> tuple[list[str], list[str]]:
+    """(test ids, train ids): test from the test list or else the annotated videos; train from the train list,
+    else the videos under --root, else the feature folder. `missing` is the error when there is no test source."""
+    if src.test_list:
+        test_ids = read_id_list(src.test_list)
+    elif annotated_ids:
+        test_ids = list(annotated_ids)
+    else:
+        raise InputError(missing)
+    if src.train_list:
+        train_ids = read_id_list(src.train_list)
+    elif src.root:
+        train_ids = [video_id(p) for p in find_videos(src.root)]
+    elif src.features:
+        train_ids = list(index_features(feature_folder(src.features)))
+    else:
+        train_ids = []
+    return test_ids, train_ids
 
 
 def event_mask(events: list[tuple[int, int]], n: int) -> np.ndarray:

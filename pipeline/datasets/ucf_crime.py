@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mgfn.errors import InputError
-from pipeline.datasets.common import Sources, Video, attach_features, find_videos, index_features, feature_folder, \
-    read_id_list
+from pipeline.datasets.common import Sources, Video, attach_features, split_ids
 from pipeline.store import video_id
 
 CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "RoadAccidents", "Robbery",
@@ -59,21 +58,9 @@ def read_annotation(path: Path) -> list[AnnotatedVideo]:
 def load(src: Sources) -> list[Video]:
     """Test split from the annotation (or test list), train split from the train list, videos or features."""
     annotated = {a.video_id: a for a in read_annotation(src.annotation)} if src.annotation else {}
-    if src.test_list:
-        test_ids = read_id_list(src.test_list)
-    elif annotated:
-        test_ids = list(annotated)
-    else:
-        raise InputError("ucf-crime: give --annotation Temporal_Anomaly_Annotation.txt or --test-list")
+    test_ids, train_ids = split_ids(src, list(annotated),
+                                    "ucf-crime: give --annotation Temporal_Anomaly_Annotation.txt or --test-list")
     tested = set(test_ids)
-    if src.train_list:
-        train_ids = read_id_list(src.train_list)
-    elif src.root:
-        train_ids = [video_id(p) for p in find_videos(src.root)]
-    elif src.features:
-        train_ids = list(index_features(feature_folder(src.features)))
-    else:
-        train_ids = []
     videos = []
     for vid in test_ids:
         a = annotated.get(vid)

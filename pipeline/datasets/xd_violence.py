@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mgfn.errors import InputError
-from pipeline.datasets.common import Sources, Video, attach_features, feature_folder, find_videos, index_features, \
-    list_entry_id, read_id_list
-from pipeline.store import video_id
+from pipeline.datasets.common import Sources, Video, attach_features, list_entry_id, split_ids
 
 CLASSES = {"A": "normal", "B1": "fighting", "B2": "shooting", "B4": "riot", "B5": "abuse", "B6": "car accident",
            "G": "explosion"}
@@ -51,21 +49,8 @@ def read_annotation(path: Path) -> dict[str, list[tuple[int, int]]]:
 def load(src: Sources) -> list[Video]:
     """Test split from the test list (or the annotated videos), train split from the train list, videos or features."""
     annotated = read_annotation(src.annotation) if src.annotation else {}
-    if src.test_list:
-        test_ids = read_id_list(src.test_list)
-    elif annotated:
-        test_ids = list(annotated)
-    else:
-        raise InputError("xd-violence: give --annotation annotations.txt or --test-list XD_Test.list")
+    test_ids, train_ids = split_ids(src, list(annotated), "xd-violence: give --annotation annotations.txt or --test-list XD_Test.list")
     tested = set(test_ids)
-    if src.train_list:
-        train_ids = read_id_list(src.train_list)
-    elif src.root:
-        train_ids = [video_id(p) for p in find_videos(src.root)]
-    elif src.features:
-        train_ids = list(index_features(feature_folder(src.features)))
-    else:
-        train_ids = []
     videos = []
     for vid in test_ids:
         classes = classes_of(vid)

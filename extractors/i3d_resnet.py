@@ -6,7 +6,6 @@ stem and the head. Weight files are read elsewhere (`extractors.weights`); this 
 from __future__ import annotations
 
 import functools
-import re
 import warnings
 
 import torch
@@ -146,56 +145,39 @@ def i3d_r50_ptv(num_classes: int = 400, dropout: float = 0.5) -> I3DResNet:
 # ---- state-dict key names -------------------------------------------------------------------------------------
 # Ours are pytorchvideo's names, so pytorchvideo checkpoints load as they are.
 
-_STAGE_TO_BLOCK = {"1": "1", "2": "3", "3": "4", "4": "5"}
-_BLOCK_TO_STAGE = {v: k for k, v in _STAGE_TO_BLOCK.items()}
-_ABC = {"1": "a", "2": "b", "3": "c"}
-_NUM = {v: k for k, v in _ABC.items()}
-
-_TUSHAR_RULES = [
-    (re.compile(r"^conv1\.(.+)$"), lambda m: f"blocks.0.conv.{m[1]}"),
-    (re.compile(r"^bn1\.(.+)$"), lambda m: f"blocks.0.norm.{m[1]}"),
-    (re.compile(r"^layer([1-4])\.(\d+)\.conv([123])\.(.+)$"),
-     lambda m: f"blocks.{_STAGE_TO_BLOCK[m[1]]}.res_blocks.{m[2]}.branch2.conv_{_ABC[m[3]]}.{m[4]}"),
-    (re.compile(r"^layer([1-4])\.(\d+)\.bn([123])\.(.+)$"),
-     lambda m: f"blocks.{_STAGE_TO_BLOCK[m[1]]}.res_blocks.{m[2]}.branch2.norm_{_ABC[m[3]]}.{m[4]}"),
-    (re.compile(r"^layer([1-4])\.(\d+)\.downsample\.0\.(.+)$"),
-     lambda m: f"blocks.{_STAGE_TO_BLOCK[m[1]]}.res_blocks.{m[2]}.branch1_conv.{m[3]}"),
-    (re.compile(r"^layer([1-4])\.(\d+)\.downsample\.1\.(.+)$"),
-     lambda m: f"blocks.{_STAGE_TO_BLOCK[m[1]]}.res_blocks.{m[2]}.branch1_norm.{m[3]}"),
-    (re.compile(r"^fc\.(.+)$"), lambda m: f"blocks.6.proj.{m[1]}"),
-]
-
-_OURS_RULES = [
-    (re.compile(r"^blocks\.0\.conv\.(.+)$"), lambda m: f"conv1.{m[1]}"),
-    (re.compile(r"^blocks\.0\.norm\.(.+)$"), lambda m: f"bn1.{m[1]}"),
-    (re.compile(r"^blocks\.([1345])\.res_blocks\.(\d+)\.branch2\.conv_([abc])\.(.+)$"),
-     lambda m: f"layer{_BLOCK_TO_STAGE[m[1]]}.{m[2]}.conv{_NUM[m[3]]}.{m[4]}"),
-    (re.compile(r"^blocks\.([1345])\.res_blocks\.(\d+)\.branch2\.norm_([abc])\.(.+)$"),
-     lambda m: f"layer{_BLOCK_TO_STAGE[m[1]]}.{m[2]}.bn{_NUM[m[3]]}.{m[4]}"),
-    (re.compile(r"^blocks\.([1345])\.res_blocks\.(\d+)\.branch1_conv\.(.+)$"),
-     lambda m: f"layer{_BLOCK_TO_STAGE[m[1]]}.{m[2]}.downsample.0.{m[3]}"),
-    (re.compile(r"^blocks\.([1345])\.res_blocks\.(\d+)\.branch1_norm\.(.+)$"),
-     lambda m: f"layer{_BLOCK_TO_STAGE[m[1]]}.{m[2]}.downsample.1.{m[3]}"),
-    (re.compile(r"^blocks\.6\.proj\.(.+)$"), lambda m: f"fc.{m[1]}"),
-]
+def _module_pairs() -> list[tuple[str, str]]:
+    """(Tushar-N module name, our module name) for every module of the R50 that holds weights."""
+    pairs = [("conv1", "blocks.0.conv"), ("bn1", "blocks.0.norm"), ("fc", "blocks.6.proj")]
+    for stage, block, depth in (("1", "1", 3), ("2", "3", 4), ("3", "4", 6), ("4", "5", 3)):
+        for i in range(depth):
+            ours = f"blocks.{block}.res_blocks.{i}"
+            for n, abc in (("1", "a"), ("2", "b"), ("3", "c")):
+                pairs += [(f"layer{stage}.{i}.conv{n}", f"{ours}.branch2.conv_{abc}"),
+                          (f"layer{stage}.{i}.bn{n}", f"{ours}.branch2.norm_{abc}")]
+            pairs += [(f"layer{stage}.{i}.downsample.0", f"{ours}.branch1_conv"),
+                      (f"layer{stage}.{i}.downsample.1", f"{ours}.branch1_norm")]
+    return pairs
 
 
-def _rename(key: str, rules) -> str:
-    for pattern, repl in rules:
-        m = pattern.match(key)
-        if m:
-            return repl(m)
-    raise KeyError(f"no rename rule for state-dict key {key!r}")
+_TUSHAR_TO_OURS = dict(_module_pairs())
+_OURS_TO_TUSHAR = {ours: tushar for tushar, ours in _TUSHAR_TO_OURS.items()}
+
+
+def _rename(key: str, table: dict[str, str]) -> str:
+    module, _, leaf = key.rpartition(".")                 # `layer1.0.conv1` + `weight`
+    if module not in table:
+        raise KeyError(f"no rename rule for state-dict key {key!r}")
+    return f"{table[module]}.{leaf}"
 
 
 def tushar_key_to_ours(key: str) -> str:
     """Tushar-N `I3Res50` key (`layer1.0.conv1.weight`) -> ours (`blocks.1.res_blocks.0.branch2.conv_a.weight`)."""
-    return _rename(key, _TUSHAR_RULES)
+    return _rename(key, _TUSHAR_TO_OURS)
 
 
 def ours_key_to_tushar(key: str) -> str:
     """Inverse of `tushar_key_to_ours`."""
-    return _rename(key, _OURS_RULES)
+    return _rename(key, _OURS_TO_TUSHAR)
 
 
 def ptv_key_to_ours(key: str) -> str:

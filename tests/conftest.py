@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from video_samples import synthetic_frames, write_video
 
@@ -30,3 +32,29 @@ def make_video(tmp_path):
         return write_video((directory or tmp_path) / name, frames, fps=fps, **kw)
 
     return _make
+
+
+class TinyI3D(nn.Module):
+    """Same interface as the real extractors (features([B, 3, T, H, W]) -> [B, D]), a thousand times cheaper."""
+
+    feature_dim = 8
+    preset = "rtfm"
+
+    def __init__(self, name: str, weights=None):
+        super().__init__()
+        self.name = name
+        self.conv = nn.Conv3d(3, self.feature_dim, kernel_size=(4, 16, 16), stride=(4, 16, 16))
+        self.provenance = {"name": name, "random": weights == "random",
+                           "sha256": None if weights == "random" else str(weights)}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).mean(dim=(2, 3, 4))  # [B, D]
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """`mgfn extract` and FeatureExtractor build TinyI3D instead of a real I3D."""
+    import extractors.extractor as extractor_module
+
+    monkeypatch.setattr(extractor_module, "load_model",
+                        lambda name, weights=None, device="cpu": TinyI3D(name, weights).to(device).eval())

@@ -17,28 +17,6 @@ from extractors.errors import InputError
 from extractors.extractor import FeatureExtractor, inference_network, pack_convolutions
 
 
-class TinyI3D(nn.Module):
-    """Same interface as the real models: features([B, 3, T, H, W]) -> [B, D]."""
-
-    feature_dim = 8
-    preset = "rtfm"
-
-    def __init__(self, name: str, weights=None):
-        super().__init__()
-        self.name = name
-        self.conv = nn.Conv3d(3, self.feature_dim, kernel_size=(4, 16, 16), stride=(4, 16, 16))
-        self.provenance = {"name": name, "random": weights == "random", "sha256": None if weights == "random" else str(weights)}
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).mean(dim=(2, 3, 4))  # [B, D]
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    monkeypatch.setattr(extractor_module, "load_model",
-                        lambda name, weights=None, device="cpu": TinyI3D(name, weights).to(device).eval())
-
-
 def _run(ext: FeatureExtractor, path, start_clip: int = 0) -> list[np.ndarray]:
     with ext.extract(path, start_clip=start_clip) as feats:
         return list(feats)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mgfn.data import load_features, read_csv_list
 from mgfn.metrics import align_ground_truth
@@ -221,26 +220,9 @@ def test_unknown_dataset_and_missing_out_are_one_line_errors(tmp_path, capsys):
 
 # -- round trip: mgfn extract --rtfm-names -> importer with RTFM lists -> training ------------------------------
 
-class TinyI3D(torch.nn.Module):
-    feature_dim = 8
-    preset = "rtfm"
-
-    def __init__(self, name: str, weights=None):
-        super().__init__()
-        self.name = name
-        self.conv = torch.nn.Conv3d(3, self.feature_dim, kernel_size=(4, 16, 16), stride=(4, 16, 16))
-        self.provenance = {"name": name, "random": weights == "random"}
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).mean(dim=(2, 3, 4))  # [B, D]
-
-
-def test_rtfm_named_features_from_extract_import_with_rtfm_lists_and_train(monkeypatch, make_video, tmp_path):
-    import extractors.extractor as extractor_module
+def test_rtfm_named_features_from_extract_import_with_rtfm_lists_and_train(tiny, make_video, tmp_path):
     from mgfn.train import TrainConfig, run_training
 
-    monkeypatch.setattr(extractor_module, "load_model",
-                        lambda name, weights=None, device="cpu": TinyI3D(name, weights).to(device).eval())
     train = ["Abuse001_x264", "Arson002_x264", "Normal_Videos001_x264", "Normal_Videos002_x264"]
     test = ["Abuse028_x264", "Normal_Videos_003_x264"]
     videos = tmp_path / "videos"

@@ -15,33 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 import extractors.extractor as extractor_module
 from pipeline.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class TinyI3D(nn.Module):
-    feature_dim = 8
-    preset = "rtfm"
-
-    def __init__(self, name: str, weights=None):
-        super().__init__()
-        self.name = name
-        self.conv = nn.Conv3d(3, self.feature_dim, kernel_size=(4, 16, 16), stride=(4, 16, 16))
-        self.provenance = {"name": name, "random": weights == "random"}
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).mean(dim=(2, 3, 4))  # [B, D]
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    monkeypatch.setattr(extractor_module, "load_model",
-                        lambda name, weights=None, device="cpu": TinyI3D(name, weights).to(device).eval())
 
 
 def extract(inp, out, *extra) -> int:

@@ -29,6 +29,14 @@ from mgfn.model import MGFN, MGFNConfig
 
 COLLAPSE_STD = 1e-3   # test scores whose spread is below this are one constant: the model stopped ranking snippets
 
+# Training recipes: settings a config leaves out come from its recipe. "reference" is exactly the published MGFN
+# recipe; "default" is what the small-data benchmark supports (README "Training recipes", scripts/small_data.py).
+RECIPES = {
+    "reference": {"lr": 1e-3, "weight_decay": 5e-4, "shuffle": False, "model": {}, "loss": {}},
+    "default": {"lr": 1e-4, "weight_decay": 5e-4, "shuffle": True, "model": {"select_by": "score"},
+                "loss": {"w_contrastive": 0.0}},
+}
+
 METRIC_NAMES = ("auc", "pr_auc", "ap", "auc_abnormal", "far")
 
 
@@ -36,12 +44,13 @@ METRIC_NAMES = ("auc", "pr_auc", "ap", "auc_abnormal", "far")
 class TrainConfig:
     """Everything that decides a run; loaded from YAML (`model:`, `loss:` sub-sections) and CLI overrides."""
 
+    recipe: str = "default"              # "default" | "reference": fills lr, weight_decay, model and loss gaps
     epochs: int = 100
     batch_size: int = 16                 # per class: B normal + B abnormal
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
+    lr: float | None = None              # None: the recipe's
+    weight_decay: float | None = None
     seed: int = 0
-    shuffle: bool = True                 # False = the reference order (no shuffle, drop_last)
+    shuffle: bool | None = None          # False = the reference order (no shuffle, drop_last); None: the recipe's
     segments: int = 32
     frames_per_snippet: int = 16
     select: str = "test"                 # "test" (reference) | "val" (held-out split of the training list) | "last"
@@ -55,6 +64,15 @@ class TrainConfig:
     loss: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.recipe not in RECIPES:
+            raise InputError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        recipe = RECIPES[self.recipe]
+        self.lr = recipe["lr"] if self.lr is None else float(self.lr)
+        self.weight_decay = recipe["weight_decay"] if self.weight_decay is None else float(self.weight_decay)
+        self.shuffle = recipe["shuffle"] if self.shuffle is None else bool(self.shuffle)
+        if self.model_type == "mgfn":    # the MIL baseline has its own model settings and loss
+            self.model = {**recipe["model"], **(self.model or {})}
+            self.loss = {**recipe["loss"], **(self.loss or {})}
         if self.select not in ("test", "val", "last"):
             raise InputError(f"select must be test, val or last, got {self.select!r}")
         if self.metric not in ("auc", "pr_auc", "ap"):
@@ -77,6 +95,11 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "TrainConfig":
+        return cls(**cls.read_yaml(path))
+
+    @classmethod
+    def read_yaml(cls, path) -> dict:
+        """The settings a YAML file gives, checked for unknown names; the recipe fills the rest later."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: config file not found")
@@ -88,7 +111,7 @@ class TrainConfig:
         unknown = sorted(set(data) - known - {"train_list", "test_list", "gt", "dataset"})
         if unknown:
             raise InputError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return {k: v for k, v in data.items() if k in known}
 
 
 def feature_provenance(entries) -> dict:
@@ -317,6 +340,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gt", required=True, help="ground-truth folder of <video_id>.npy masks or <video_id>.json events")
     parser.add_argument("--out", required=True, help="run folder: config.yaml, last.pt, best.pt, metrics.csv, tb/")
     parser.add_argument("--config", help="YAML of training settings (configs/train/*.yaml)")
+    parser.add_argument("--recipe", choices=tuple(RECIPES),
+                        help="default (does not collapse on small data) or reference (the published MGFN recipe)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, help="videos per class per iteration (reference: 16)")
     parser.add_argument("--seed", type=int)
@@ -336,16 +361,15 @@ def add_arguments(parser) -> None:
 
 
 def config_from_args(args) -> TrainConfig:
-    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "select": args.select,
-                 "metric": args.metric, "n_abnormal": args.n_abnormal, "amp": args.amp, "device": args.device,
-                 "model_type": args.model}
-    data = asdict(cfg)
+    data = TrainConfig.read_yaml(args.config) if args.config else {}
+    overrides = {"recipe": args.recipe, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+                 "select": args.select, "metric": args.metric, "n_abnormal": args.n_abnormal, "amp": args.amp,
+                 "device": args.device, "model_type": args.model}
     data.update({k: v for k, v in overrides.items() if v is not None})
     if args.reference_order:
         data["shuffle"] = False
     if args.loss_form:
-        data["loss"] = {**data["loss"], "form": args.loss_form}
+        data["loss"] = {**data.get("loss", {}), "form": args.loss_form}
     return TrainConfig(**data)
 
 

@@ -60,6 +60,9 @@ def reference_to_ours(state: dict) -> dict:
 
 def ours_to_reference(state: dict) -> dict:
     """Our keys to the reference's, so our weights load into the original code."""
+    if any(key.startswith("frontend.") for key in state):
+        raise InputError("an I3D-LSTM checkpoint cannot be exported to the reference format: "
+                         "the reference MGFN has no LSTM front end")
     return _rename(state, to_ours=False)
 
 

@@ -3,6 +3,7 @@
 Input per video: `[crops, T, D + 1]` clip features whose last channel is the feature magnitude (L2 norm).
 Read top to bottom: FeatureAmplification -> three stages of (Glance | Focus) layers -> Head -> top-k
 magnitude selection. Parameter names differ from the reference; `mgfn.checkpoint` maps them.
+With `MGFNConfig.lstm` set (I3D-LSTM), an LSTM over the clip sequence (`mgfn.lstm`) comes before FeatureAmplification.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mgfn.lstm import TemporalEncoder, lstm_config
 
 
 @dataclass
@@ -30,6 +33,7 @@ class MGFNConfig:
     dropout_rate: float = 0.7           # dropout on the selection mask (training only)
     select_by: str = "magnitude"        # rank snippets by feature "magnitude" (reference) or by "score" (plain MIL)
     ff_dropout: float = 0.0
+    lstm: dict | None = None            # I3D-LSTM front end (mgfn.lstm.LSTMConfig fields); None = plain MGFN
 
     def __post_init__(self):
         self.dims, self.depths = tuple(int(d) for d in self.dims), tuple(int(d) for d in self.depths)
@@ -43,9 +47,14 @@ class MGFNConfig:
             raise ValueError(f"select_by must be magnitude or score, got {self.select_by!r}")
         if any(d % self.dim_head for d in self.dims):
             raise ValueError(f"every width in {self.dims} must be a multiple of dim_head={self.dim_head}")
+        if self.lstm is not None:
+            self.lstm = lstm_config(self.lstm).to_dict()
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if out["lstm"] is None:                 # plain MGFN: the same model_config as before the front end existed
+            del out["lstm"]
+        return out
 
 
 # The reference runs channels-first 1-D convolutions on `[N, C, T]`. We keep its parameters (Conv1d weights,
@@ -234,7 +243,9 @@ class MGFN(nn.Module):
         super().__init__()
         cfg = config or MGFNConfig(**overrides)
         self.config = cfg
-        self.fam = FeatureAmplification(cfg.feature_size, cfg.dims[0], cfg.mag_ratio)
+        self.frontend = TemporalEncoder(cfg.feature_size, lstm_config(cfg.lstm)) if cfg.lstm is not None else None
+        fam_in = self.frontend.out_size if self.frontend is not None else cfg.feature_size
+        self.fam = FeatureAmplification(fam_in, cfg.dims[0], cfg.mag_ratio)
         next_dims = list(cfg.dims[1:]) + [None]
         self.stages = nn.ModuleList(
             Stage(d, depth, t, nd, cfg) for d, depth, t, nd in zip(cfg.dims, cfg.depths, cfg.block_types, next_dims)
@@ -243,11 +254,18 @@ class MGFN(nn.Module):
         self.selection_dropout = nn.Dropout(cfg.dropout_rate)
 
     def forward_features(self, video):
-        """`[V, crops, T, D+1]` -> (features `[V*crops, T, d]`, scores `[V*crops, T, 1]`)."""
+        """`[V, crops, T, D+1]` -> (features `[V*crops, T, d]`, scores `[V*crops, T, 1]`).
+
+        With the LSTM front end `video` may also be a `mgfn.lstm.ClipSequences` training batch (pooled after the LSTM).
+        """
         v, crops, t, c = video.shape
         if c != self.config.feature_size + 1:
             raise ValueError(f"expected {self.config.feature_size + 1} channels (features + magnitude), got {c}")
-        x = self.fam(video.reshape(v * crops, t, c))               # [V*crops, T, d0]
+        if self.frontend is not None:
+            x = self.frontend(video)                               # [V*crops, T, H+1]: LSTM outputs + I3D magnitude
+        else:
+            x = video.reshape(v * crops, t, c)
+        x = self.fam(x)                                            # [V*crops, T, d0]
         for stage in self.stages:
             x = stage(x)                                           # [V*crops, T, d_last]
         return self.head(x)

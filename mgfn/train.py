@@ -23,6 +23,7 @@ from mgfn.data import PairedBatches, TestSet, TrainingSet, read_list
 from mgfn.errors import InputError
 from mgfn.evaluate import predict, resolve_device
 from mgfn.losses import LossConfig, mgfn_loss
+from mgfn.lstm import VARIANTS, check_extractor, parse_lstm_option, training_set, with_frontend
 from mgfn.metrics import align_ground_truth, evaluate_scores, video_auc
 from mgfn.mil import MILConfig, MILRanking, mil_loss
 from mgfn.model import MGFN, MGFNConfig
@@ -60,6 +61,7 @@ class TrainConfig:
     device: str = "auto"
     n_abnormal: int | None = None        # for RTFM .list training files: abnormal videos come first
     model_type: str = "mgfn"             # "mgfn" | "mil" (Sultani's MIL ranking baseline)
+    extractor: str | None = None         # what made the features (checked when they say); i3d_lstm: + LSTM front end
     model: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
 
@@ -73,6 +75,9 @@ class TrainConfig:
         if self.model_type == "mgfn":    # the MIL baseline has its own model settings and loss
             self.model = {**recipe["model"], **(self.model or {})}
             self.loss = {**recipe["loss"], **(self.loss or {})}
+            self.model = with_frontend(self.extractor, self.model)
+        elif self.extractor in VARIANTS:
+            raise InputError(f"extractor {self.extractor} puts an LSTM in front of MGFN; the MIL baseline has none")
         if self.select not in ("test", "val", "last"):
             raise InputError(f"select must be test, val or last, got {self.select!r}")
         if self.metric not in ("auc", "pr_auc", "ap"):
@@ -241,7 +246,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
                                test_set.clip_counts(), cfg.frames_per_snippet)
     for line in truth.mismatches:
         log(f"warning: {line}")
-    data = TrainingSet(train_entries, cfg.segments)
+    data = training_set(train_entries, cfg.segments, cfg.model)   # pooled once, or clip sequences for an LSTM
     if data.info != test_set.info:
         raise InputError(f"{test_list}: test features are {test_set.info.crops} crops x {test_set.info.feature_size}-d, "
                          f"training features {data.info.crops} x {data.info.feature_size}-d")
@@ -292,6 +297,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
         f"{len(test_entries)} test videos, {len(batches)} iterations/epoch, device {device}; checkpoint: {selection}")
     metrics_log = MetricsLog(run_dir, start_epoch)
     provenance = {**feature_provenance(train_entries), **(provenance or {})}
+    check_extractor(cfg.extractor, provenance.get("extractor"), train_list)
     extra = {"provenance": provenance, "train_config": asdict(cfg),
              "feature_info": {"feature_size": data.info.feature_size, "crops": data.info.crops},
              "selection": selection}
@@ -352,6 +358,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--reference-order", action="store_true", help="no shuffling: the reference loaders' order")
     parser.add_argument("--n-abnormal", type=int, help="RTFM .list training file: number of abnormal lines first (UCF: 810)")
     parser.add_argument("--model", choices=("mgfn", "mil"), help="mgfn (default) or the MIL ranking baseline (Sultani)")
+    parser.add_argument("--extractor", help="the features' extractor (checked against their extractor.json); "
+                                            "i3d_lstm: I3D features with an LSTM front end trained jointly with MGFN")
+    parser.add_argument("--lstm", metavar="KEY=VALUE,...",
+                        help="LSTM front end settings (implies one): layers, hidden, bidirectional, dropout, "
+                             "sequences (pooled|clips), max_clips; e.g. hidden=128,bidirectional=true")
     parser.add_argument("--seeds", help="train one run per seed (e.g. 0-4 or 0,3,7) into OUT/seed_<s>; report mean ± std")
     parser.add_argument("--amp", choices=("none", "bf16"), help="bf16 autocast (fast on AMX CPUs and GPUs)")
     parser.add_argument("--device", help="cpu, cuda or auto (default)")
@@ -364,8 +375,11 @@ def config_from_args(args) -> TrainConfig:
     data = TrainConfig.read_yaml(args.config) if args.config else {}
     overrides = {"recipe": args.recipe, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                  "select": args.select, "metric": args.metric, "n_abnormal": args.n_abnormal, "amp": args.amp,
-                 "device": args.device, "model_type": args.model}
+                 "device": args.device, "model_type": args.model, "extractor": args.extractor}
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if args.lstm is not None:
+        model = data.get("model") or {}
+        data["model"] = {**model, "lstm": {**(model.get("lstm") or {}), **parse_lstm_option(args.lstm)}}
     if args.reference_order:
         data["shuffle"] = False
     if args.loss_form:

@@ -27,11 +27,11 @@ import numpy as np
 
 @dataclass
 class ContextConfig:
-    train_normal: int = 32
-    train_abnormal: int = 32
-    test_normal: int = 16
-    test_abnormal: int = 16
-    feature_size: int = 128
+    train_normal: int = 128
+    train_abnormal: int = 128
+    test_normal: int = 24
+    test_abnormal: int = 24
+    feature_size: int = 64
     crops: int = 1
     states: int = 3                # length of the cycle every normal video follows
     advance: float = 0.7           # probability that the next run is the successor state (else the same state)
@@ -42,6 +42,7 @@ class ContextConfig:
     min_gap: int = 1               # background clips between runs
     max_gap: int = 5
     noise: float = 0.3             # clip-to-clip noise, relative to the distance between state prototypes
+    scene: float = 0.0             # weight of a per-video scene vector (0.5: 256 videos are memorised, see README)
     dtype: str = "float32"
     seed: int = 0
 
@@ -102,7 +103,7 @@ def _video(rng, cfg: ContextConfig, prototypes: np.ndarray, abnormal: bool):
     for (start, length), state, bad, end in zip(runs, states, wrong, ends):
         label[start:start + length] = state
         mask[start:end] = bad                    # the wrong run and the background after it, until the next run
-    scene = 0.5 * rng.gamma(2.0, 0.5, size=d)
+    scene = cfg.scene * rng.gamma(2.0, 0.5, size=d)
     drift, clips = np.zeros(d), np.empty((t, d))
     for i in range(t):                                                       # AR(1) drift: neighbours look alike
         drift = 0.8 * drift + 0.2 * rng.normal(0, 1.0, size=d)

@@ -49,6 +49,25 @@ def make_videos(out: Path, seed: int) -> None:
     tmp.replace(labels)
 
 
+def run_config(weights: str, epochs: int = 8, seed: int = 0) -> dict:
+    """The demo's `mgfn run` config (paths relative to its workspace); scripts/ablation_lstm.py reuses it."""
+    return {
+        "name": "demo", "workspace": ".", "report": "report.html",
+        "dataset": {"videos": "videos", "labels": "labels.csv", "gt": "videos/gt"},
+        # the whole frame at 112x112, one crop, keeps the demo to minutes on a 2-core CPU (real runs: 10 crops at 224)
+        "extractor": {"name": "i3d_r50_rtfm", "weights": weights, "crops": 1, "resize": "112x112",
+                      "crop_size": 112, "dtype": "bfloat16"},
+        # A small-data recipe, not the reference one: on 31 training videos the reference recipe (magnitude
+        # top-k, contrastive terms, lr 1e-3) collapses to one score for every snippet. Snippets ranked by score
+        # (plain MIL), no contrastive terms, lr 1e-4, a narrow MGFN, 8 epochs, the final epoch kept: frame AUC
+        # 0.79-0.80 over seeds 1-3 with random I3D weights (measured; more epochs overfit).
+        "train": {"epochs": epochs, "batch_size": 4, "seed": seed, "lr": 1e-4, "select": "last",
+                  "model": {"dims": [32, 64, 128], "dim_head": 32, "select_by": "score"},
+                  "loss": {"w_contrastive": 0.0}},
+        "score": {"videos": "test", "threshold": 0.5},
+    }
+
+
 def main(args) -> int:
     from pipeline.run import run
 
@@ -61,21 +80,7 @@ def main(args) -> int:
           + ("" if cached else " - the Kinetics checkpoint is not in the torch hub cache (see README); the demo "
                                "still shows every stage, and says so in its report"))
     make_videos(out, args.seed)
-    config = {
-        "name": "demo", "workspace": ".", "report": "report.html",
-        "dataset": {"videos": "videos", "labels": "labels.csv", "gt": "videos/gt"},
-        # the whole frame at 112x112, one crop, keeps the demo to minutes on a 2-core CPU (real runs: 10 crops at 224)
-        "extractor": {"name": "i3d_r50_rtfm", "weights": weights, "crops": 1, "resize": "112x112",
-                      "crop_size": 112, "dtype": "bfloat16"},
-        # A small-data recipe, not the reference one: on 31 training videos the reference recipe (magnitude
-        # top-k, contrastive terms, lr 1e-3) collapses to one score for every snippet. Snippets ranked by score
-        # (plain MIL), no contrastive terms, lr 1e-4, a narrow MGFN, 8 epochs, the final epoch kept: frame AUC
-        # 0.79-0.80 over seeds 1-3 with random I3D weights (measured; more epochs overfit).
-        "train": {"epochs": args.epochs, "batch_size": 4, "seed": args.seed, "lr": 1e-4, "select": "last",
-                  "model": {"dims": [32, 64, 128], "dim_head": 32, "select_by": "score"},
-                  "loss": {"w_contrastive": 0.0}},
-        "score": {"videos": "test", "threshold": 0.5},
-    }
+    config = run_config(weights, args.epochs, args.seed)
     (out / "demo.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     rec = run(out / "demo.yaml", log=lambda msg: print(f"demo: {msg}"))
     train = yaml.safe_load((out / "stages" / "train.json").read_text())

@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a text file of paths, one per line (relative to the text file's folder)")
     parser.add_argument("--out", type=Path, required=True, help="feature store root; files go to OUT/<extractor-id>/")
     parser.add_argument("--extractor", default="i3d_r50_rtfm",
-                        help="i3d_r50_rtfm (RTFM/MGFN features, 2048-d), i3d_r50_ptv (2048-d), i3d_inception (1024-d)")
+                        help="i3d_r50_rtfm (RTFM/MGFN features, 2048-d), i3d_r50_ptv (2048-d), i3d_inception (1024-d), "
+                             "i3d_lstm (the I3D features of --base; the LSTM is part of the model mgfn train makes)")
+    parser.add_argument("--base", help="with --extractor i3d_lstm: the I3D extractor whose features it reads "
+                                       "(default i3d_r50_rtfm)")
     parser.add_argument("--weights", default=None,
                         help="weights file, registry name, or 'random' (explicit; every output then says so)")
     parser.add_argument("--crops", type=int, choices=(10, 5, 1), default=10, help="ten-crop, five-crop or centre crop")
@@ -162,8 +165,10 @@ def extract_videos(extractor, store, videos: list[Path], show: bool = True):
 
 def main(args: argparse.Namespace) -> int:
     from extractors.extractor import FeatureExtractor
+    from mgfn.lstm import resolve_extractor
     from pipeline.store import FeatureStore, find_duplicate_ids
 
+    name, lstm = resolve_extractor(args.extractor, args.base)
     videos = list_inputs(args.input, args.allow_outside)
     dups = find_duplicate_ids(videos)
     if dups:
@@ -171,8 +176,11 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"{len(dups)} video id(s) used by more than one input ({shown}); "
                          "rename them or extract the folders into different --out folders")
 
+    if lstm:  # the I3D features are the cache; the LSTM is trained with MGFN and lives in its checkpoint
+        print(f"mgfn extract: {args.extractor} reads {name} features; its LSTM front end is part of the model "
+              f"(mgfn train --extractor {args.extractor})")
     extractor = FeatureExtractor(
-        args.extractor, weights=args.weights, crops=args.crops, preset=args.preset, resize=args.resize,
+        name, weights=args.weights, crops=args.crops, preset=args.preset, resize=args.resize,
         tail=args.tail, fps=args.fps, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
         workers=args.workers)
     if extractor.random_weights:

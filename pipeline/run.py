@@ -31,7 +31,7 @@ class RunConfig:
     name: str
     workspace: str                       # where every stage writes
     dataset: dict                        # videos: folder, labels: CSV video_id,label,split[,path], gt: folder
-    extractor: dict = field(default_factory=lambda: {"name": "i3d_r50_rtfm"})
+    extractor: dict = field(default_factory=lambda: {"name": "i3d_r50_rtfm"})   # or just a name; i3d_lstm: + base
     train: dict = field(default_factory=dict)
     score: dict = field(default_factory=dict)   # videos: "test" (default) | "all" | [paths]; threshold: 0.5
     report: str | None = None            # where to put the report (default WORKSPACE/report.html)
@@ -52,6 +52,8 @@ class RunConfig:
         missing = sorted({"name", "workspace", "dataset"} - set(data))
         if missing:
             raise InputError(f"{path}: missing {missing}")
+        if isinstance(data.get("extractor"), str):          # `extractor: i3d_lstm`
+            data["extractor"] = {"name": data["extractor"]}
         return cls(**data), path.resolve().parent
 
 
@@ -141,6 +143,7 @@ def run(config_path, stop_after: str | None = None, log=print) -> dict:
     """Every stage in order; returns the record of the last one run."""
     from extractors.extractor import FeatureExtractor
     from mgfn.checkpoint import load_model
+    from mgfn.lstm import resolve_extractor
     from mgfn.train import TrainConfig, run_training
     from pipeline.extract import extract_videos
     from pipeline.report import write_report
@@ -152,12 +155,18 @@ def run(config_path, stop_after: str | None = None, log=print) -> dict:
     if not cfg.allow_outside and not workspace.is_relative_to(base.resolve()):
         raise InputError(f"workspace {cfg.workspace} is outside the config's folder (set allow_outside: true)")
     videos, gt_dir = read_dataset(cfg, base)
-    train_cfg = TrainConfig(**cfg.train)            # validated before any work starts
+    ext_args = dict(cfg.extractor)
+    # i3d_lstm: the I3D features of its base are extracted (and shared with plain runs); the LSTM is in the model
+    ext_name, lstm = resolve_extractor(ext_args.pop("name", "i3d_r50_rtfm"), ext_args.pop("base", None))
+    train_settings = dict(cfg.train)
+    if lstm:
+        if train_settings.get("extractor") not in (None, cfg.extractor["name"]):
+            raise InputError(f"extractor is {cfg.extractor['name']} but train.extractor is {train_settings['extractor']}")
+        train_settings["extractor"] = cfg.extractor["name"]
+    train_cfg = TrainConfig(**train_settings)       # validated before any work starts
     stages = Stages(workspace)
 
     # extract ---------------------------------------------------------------------------------------------------
-    ext_args = dict(cfg.extractor)
-    ext_name = ext_args.pop("name", "i3d_r50_rtfm")
     sources = [(v.video_id, str(v.path), v.path.stat().st_size if v.path.exists() else -1) for v in videos]
     digest = _digest("extract", ext_name, ext_args, sources)
     rec = stages.done("extract", digest)

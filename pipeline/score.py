@@ -77,7 +77,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--features", type=Path,
                         help="a feature folder (OUT/<extractor-id>/ of mgfn extract) to read instead of extracting")
     parser.add_argument("--weights", help="I3D weights (name, path or 'random'); default: those the model was trained on")
-    parser.add_argument("--extractor", help="only for models with no record of their features (e.g. imported ones)")
+    parser.add_argument("--extractor", help="only for models with no record of their features (e.g. imported ones); "
+                                            "i3d_lstm (I3D features, LSTM front end) must match the model")
+    parser.add_argument("--base", help="with --extractor i3d_lstm: the I3D extractor whose features it reads "
+                                       "(default: the recorded one, else i3d_r50_rtfm)")
     parser.add_argument("--threshold", type=float, default=0.5, help="score above which frames form anomalous segments")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     parser.add_argument("--batch-size", type=int, default=None, help="clips per I3D forward pass")
@@ -93,19 +96,41 @@ def recorded_extractor(ckpt: dict) -> dict:
     return info
 
 
-def build_extractor(recorded: dict, args):
+def requested_extractor(args, model, recorded: dict) -> str | None:
+    """The I3D extractor `--extractor` (and `--base`) names, checked against the model: `i3d_lstm` is for a model
+    with an LSTM front end, and only for one. None when the flag is not given."""
+    from mgfn.lstm import VARIANTS, resolve_extractor
+
+    if recorded.get("front_end") and not args.features:
+        raise InputError(f"{args.model} was trained on features exported by mgfn export ({recorded['extractor_id']}); "
+                         "it scores such features with --features DIR, not videos")
+    has_lstm = getattr(model, "frontend", None) is not None
+    if not args.extractor:
+        if args.base:
+            raise InputError("--base goes with --extractor i3d_lstm")
+        return None
+    base, lstm = resolve_extractor(args.extractor, args.base)
+    if lstm != has_lstm:
+        raise InputError(f"{args.model} " + (f"has no LSTM front end: it is not an {args.extractor} model" if lstm else
+                         f"has an LSTM front end: name its features --extractor {next(iter(VARIANTS))}"))
+    if lstm and not args.base and recorded:
+        return recorded["name"]                              # i3d_lstm reads whichever I3D features it was trained on
+    return base
+
+
+def build_extractor(recorded: dict, args, requested: str | None = None):
     """The extractor the model was trained with (same settings, same weights), or a refusal saying why not."""
     from extractors.extractor import FeatureExtractor
 
     if not recorded:
-        if not args.extractor:
+        if not requested:
             raise InputError(f"{args.model}: the checkpoint does not record which extractor made its training "
                              "features; pass --extractor NAME and --weights W to say it")
         print(f"warning: {args.model} has no record of its features; using --extractor {args.extractor} as told",
               file=sys.stderr)
-        return FeatureExtractor(args.extractor, weights=args.weights, device=args.device, batch_size=args.batch_size)
-    if args.extractor and args.extractor != recorded["name"]:
-        raise InputError(f"{args.model} was trained on {recorded['name']} features, not {args.extractor}")
+        return FeatureExtractor(requested, weights=args.weights, device=args.device, batch_size=args.batch_size)
+    if requested and requested != recorded["name"]:
+        raise InputError(f"{args.model} was trained on {recorded['name']} features, not {requested}")
     weights = args.weights or (recorded.get("provenance") or {}).get("weights")
     extractor = FeatureExtractor(
         recorded["name"], weights=weights, crops=recorded["crops"], preset=recorded["preset"],
@@ -135,7 +160,7 @@ def _features_folder(path: Path, recorded: dict):
     return found
 
 
-def open_features(args, recorded: dict, videos: list[Path]):
+def open_features(args, recorded: dict, videos: list[Path], requested: str | None = None):
     """(store, extractor config, failed) with every video's features in the store, extracting what is missing."""
     from pipeline.extract import extract_videos
     from pipeline.store import FeatureStore
@@ -143,7 +168,7 @@ def open_features(args, recorded: dict, videos: list[Path]):
     if args.features:
         info = _features_folder(args.features, recorded)
         return FeatureStore(args.features.parent, args.features.name), info, []
-    extractor = build_extractor(recorded, args)
+    extractor = build_extractor(recorded, args, requested)
     store = FeatureStore(args.store, extractor.extractor_id)
     store.write_extractor_info(extractor.config())
     _, _, failed = extract_videos(extractor, store, videos, show=not args.no_progress)
@@ -212,8 +237,9 @@ def main(args) -> int:
                           ("cpu" if args.device == "auto" else args.device))
     model, ckpt = load_model(args.model, device=device)
     recorded = recorded_extractor(ckpt)
+    requested = requested_extractor(args, model, recorded)
     videos = [v for item in args.inputs for v in list_inputs(item)]
-    store, info, failed = open_features(args, recorded, videos)
+    store, info, failed = open_features(args, recorded, videos, requested)
     with store:
         summaries, missing, provenance = score_videos(model, store, info, videos, args.out, args.threshold,
                                                       args.model, skip={vid for vid, _ in failed})

@@ -5,6 +5,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -62,6 +63,19 @@ def test_extract_train_score_with_i3d_lstm(tiny, tmp_path, capsys):
         assert all((out / f"{v.stem}.csv").is_file() for v in test_videos)
     assert (tmp_path / "scores0" / f"{test_videos[0].stem}.csv").read_text() == \
         (tmp_path / "scores2" / f"{test_videos[0].stem}.csv").read_text()
+    # the scores are the LSTM model's: the checkpoint rebuilt with its front end, over the whole clip sequence
+    from mgfn.checkpoint import load_model
+    from mgfn.data import magnitude_channel
+
+    model, _ = load_model(run / "best.pt")
+    assert model.frontend is not None
+    feats = np.load(folder / f"{test_videos[0].stem}.npy")
+    x = np.concatenate([feats, magnitude_channel(feats)], -1).transpose(1, 0, 2)[None]
+    with torch.no_grad():
+        expected = model.predict(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
+    with (tmp_path / "scores0" / f"{test_videos[0].stem}.csv").open() as f:
+        frame_scores = np.array([float(r["score"]) for r in csv.DictReader(f)])
+    np.testing.assert_allclose(frame_scores[::16][:len(expected)], expected, atol=1e-6)
 
     # the name must fit the model: i3d_lstm is for a model with an LSTM front end, and only for one
     plain = tmp_path / "plain.pt"

@@ -21,6 +21,7 @@ class LossConfig:
     margin: float = 200.0
     w_contrastive: float = 1e-3   # weight of the whole contrastive bracket
     w_con_ab: float = 1e-3        # weight of the abnormal-vs-normal term inside the bracket
+    w_same: float = 1.0           # weight of the two same-class (normal-normal, abnormal-abnormal) terms inside it
     w_smooth: float = 8e-4
     w_sparse: float = 8e-3
 
@@ -81,7 +82,7 @@ def mgfn_loss(out: MGFNOutput, crops: int, cfg: LossConfig | None = None) -> dic
     con_n = contrastive(*same_class_pairs(nor, crops, cfg.pairing), 0, cfg.margin)
     con_a = contrastive(*same_class_pairs(abn, crops, cfg.pairing), 0, cfg.margin)
     smooth, sparse = smooth_sparse(out.scores, n_normal, cfg.form)
-    total = (bce + cfg.w_contrastive * (cfg.w_con_ab * con + con_a + con_n)
+    total = (bce + cfg.w_contrastive * (cfg.w_con_ab * con + cfg.w_same * (con_a + con_n))
              + cfg.w_smooth * smooth + cfg.w_sparse * sparse)
     return {"total": total, "bce": bce, "con": con, "con_n": con_n, "con_a": con_a,
             "smooth": smooth, "sparse": sparse}

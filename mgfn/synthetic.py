@@ -28,11 +28,28 @@ class SynthConfig:
     strength: float = 1.0          # how far an anomalous snippet moves along its direction
     keep_norm: bool = True         # anomalous clips keep their norm: only the direction gives them away
     l2_normalize: bool = False     # each clip feature scaled to unit norm (then the magnitude channel is constant)
+    clip_noise: float = 0.0        # independent noise on every clip (a single clip is then an unreliable witness)
+    distractors: float = 0.0       # chance that a video (normal or not) holds a large *normal* event of its own
     dtype: str = "float32"
     seed: int = 0
 
 
-def _video(rng, cfg: SynthConfig, directions, abnormal: bool):
+def _event(rng, clips, direction, strength: float, keep_norm: bool, mask=None) -> None:
+    """Push a run of consecutive clips along `direction` with a rising and falling ramp (in place)."""
+    t = len(clips)
+    length = int(rng.integers(max(2, t // 10), max(3, t // 3)))
+    start = int(rng.integers(0, t - length + 1))
+    ramp = np.sin(np.linspace(0.3, np.pi - 0.3, length))[:, None]
+    seg = clips[start:start + length]
+    moved = np.maximum(seg + strength * 2.0 * ramp * direction, 0.0)
+    if keep_norm:
+        moved *= np.linalg.norm(seg, axis=1, keepdims=True) / np.linalg.norm(moved, axis=1, keepdims=True)
+    clips[start:start + length] = moved
+    if mask is not None:
+        mask[start:start + length] = True
+
+
+def _video(rng, cfg: SynthConfig, directions, abnormal: bool, distractor_directions=None):
     t = int(rng.integers(cfg.min_clips, cfg.max_clips + 1))
     d = cfg.feature_size
     scene = rng.gamma(2.0, 0.5, size=d)
@@ -41,19 +58,16 @@ def _video(rng, cfg: SynthConfig, directions, abnormal: bool):
     for i in range(t):                                   # AR(1) drift: neighbouring clips look alike
         drift = 0.9 * drift + 0.1 * rng.normal(0, 1.0, size=d)
         clips[i] = scene + 0.5 * drift
+    if cfg.clip_noise > 0:
+        clips += cfg.clip_noise * rng.normal(0, 1.0, size=(t, d))
+    if cfg.distractors > 0 and rng.random() < cfg.distractors:      # a loud normal event: high magnitude, not anomalous
+        direction = distractor_directions[int(rng.integers(len(distractor_directions)))]
+        _event(rng, clips, direction, 2 * cfg.strength, keep_norm=False)
     mask = np.zeros(t, dtype=bool)
     if abnormal:
         for _ in range(int(rng.integers(1, 3))):
-            length = int(rng.integers(max(2, t // 10), max(3, t // 3)))
-            start = int(rng.integers(0, t - length + 1))
             direction = directions[int(rng.integers(len(directions)))]
-            ramp = np.sin(np.linspace(0.3, np.pi - 0.3, length))[:, None]
-            seg = clips[start:start + length]
-            moved = np.maximum(seg + cfg.strength * 2.0 * ramp * direction, 0.0)
-            if cfg.keep_norm:
-                moved *= np.linalg.norm(seg, axis=1, keepdims=True) / np.linalg.norm(moved, axis=1, keepdims=True)
-            clips[start:start + length] = moved
-            mask[start:start + length] = True
+            _event(rng, clips, direction, cfg.strength, cfg.keep_norm, mask)
     clips = np.maximum(clips, 0.0)
     crops = clips[:, None, :] * (1.0 + 0.05 * rng.normal(size=(t, cfg.crops, 1))) \
         + 0.05 * rng.normal(size=(t, cfg.crops, d))
@@ -63,6 +77,13 @@ def _video(rng, cfg: SynthConfig, directions, abnormal: bool):
     return crops.astype(cfg.dtype), mask
 
 
+def _directions(rng, cfg: SynthConfig):
+    """A few sparse non-negative directions of norm sqrt(D), like class-specific units."""
+    directions = rng.gamma(2.0, 0.5, size=(cfg.anomaly_classes, cfg.feature_size))
+    directions *= rng.random((cfg.anomaly_classes, cfg.feature_size)) < 0.25
+    return directions / (np.linalg.norm(directions, axis=1, keepdims=True) / np.sqrt(cfg.feature_size))
+
+
 def make_dataset(out_dir, cfg: SynthConfig | None = None) -> dict[str, Path]:
     """Write `features/<id>.npy` [T, crops, D], `train.csv`, `test.csv` and `gt/<id>.npy` frame masks."""
     cfg = cfg or SynthConfig()
@@ -70,16 +91,15 @@ def make_dataset(out_dir, cfg: SynthConfig | None = None) -> dict[str, Path]:
     (out / "features").mkdir(parents=True, exist_ok=True)
     (out / "gt").mkdir(exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
-    directions = rng.gamma(2.0, 0.5, size=(cfg.anomaly_classes, cfg.feature_size))
-    directions *= rng.random((cfg.anomaly_classes, cfg.feature_size)) < 0.25     # sparse, like class-specific units
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True) / np.sqrt(cfg.feature_size)
+    directions = _directions(rng, cfg)
+    distractor_directions = _directions(rng, cfg) if cfg.distractors > 0 else None
     splits = {"train": (cfg.train_normal, cfg.train_abnormal), "test": (cfg.test_normal, cfg.test_abnormal)}
     for split, (n_normal, n_abnormal) in splits.items():
         rows = []
         for label, count in ((1, n_abnormal), (0, n_normal)):
             for i in range(count):
                 vid = f"{split}_{'abnormal' if label else 'normal'}_{i:03d}"
-                feats, mask = _video(rng, cfg, directions, abnormal=bool(label))
+                feats, mask = _video(rng, cfg, directions, bool(label), distractor_directions)
                 np.save(out / "features" / f"{vid}.npy", feats)
                 if split == "test":
                     np.save(out / "gt" / f"{vid}.npy", np.repeat(mask, 16).astype(np.uint8))

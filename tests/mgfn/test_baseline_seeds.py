@@ -54,3 +54,14 @@ def test_collapsed_scores_are_flagged(tmp_path, capsys):
                 "--quiet"]) == 0
     assert "the scores have collapsed" in capsys.readouterr().out
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["collapsed"] is True
+
+
+def test_collapse_is_measured_on_logits_so_saturated_scores_are_not_collapse():
+    from mgfn.train import COLLAPSE_LOGIT_STD, logit_spread
+    rng = np.random.default_rng(0)
+    constant = [0.47 + 1e-5 * rng.random(200)]                         # one score everywhere
+    saturated = [np.concatenate([1e-5 * rng.random(190), 1 - 1e-4 * rng.random(10)])]   # sure of itself
+    assert logit_spread(constant) < COLLAPSE_LOGIT_STD
+    assert logit_spread(saturated) > COLLAPSE_LOGIT_STD
+    small_but_ranked = [1e-4 * (1 + rng.random(200))]                 # tiny scores, spread in ratio: still ranks
+    assert np.std(small_but_ranked[0]) < 1e-4 and logit_spread(small_but_ranked) > COLLAPSE_LOGIT_STD

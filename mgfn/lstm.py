@@ -5,9 +5,11 @@ with MGFN under the same weak labels, recorded in every checkpoint through `mode
 `mgfn score` and `mgfn export` with no extra flags. At test time it reads a video's whole clip sequence.
 
 How training presents videos to it (`LSTMConfig.sequences`, measured in the README's "I3D-LSTM" section):
-- "pooled": the 32 segments every MGFN trains on (each the mean of its clips), pooled once in memory.
-- "clips": the clip sequence itself (memory-mapped, at most `max_clips` steps), pooled to the 32 segments after the
-  LSTM, so it trains on the same kind of steps it sees at test time.
+- "clips" (default): the clip sequence itself (memory-mapped, at most `max_clips` steps), pooled to the 32 segments
+  after the LSTM, so it trains on the same kind of steps it sees at test time. When a segment holds several clips
+  (long videos, as in the real datasets), pooling first averages away the order the LSTM is there to read.
+- "pooled": the 32 segments every MGFN trains on (each the mean of its clips), pooled once in memory: as good on
+  short videos (about two clips per segment) and cheaper.
 
 `VARIANTS` is the one place that says what `i3d_lstm` means where an extractor name is accepted.
 """
@@ -39,7 +41,7 @@ class LSTMConfig:
     hidden: int = 256
     bidirectional: bool = False       # False: a clip's encoding depends only on what came before it
     dropout: float = 0.0              # on the LSTM's output (and between layers when layers > 1)
-    sequences: str = "pooled"         # training input: "pooled" (32 segments) | "clips" (pooled after the LSTM)
+    sequences: str = "clips"          # training input: "clips" (pooled after the LSTM) | "pooled" (32 segments)
     max_clips: int = 256              # "clips": longer videos are first pooled to this many steps (bounded memory)
 
     def __post_init__(self):

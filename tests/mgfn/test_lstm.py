@@ -25,16 +25,16 @@ def lstm_model(dim=16, **lstm):
 
 @pytest.mark.parametrize("crops", [1, 5, 10])
 @pytest.mark.parametrize("t", [1, 2, 7, 40])
+@torch.no_grad()
 def test_shapes_for_any_crops_and_t(crops, t):
     model = lstm_model(bidirectional=t % 2 == 0)
-    out = model(torch.rand(4, crops, t, 17))
+    out = model(torch.rand(4, crops, t, 17))                                  # training mode
     assert out.scores.shape == (4, t, 1) and out.crop_scores.shape == (4 * crops, t)
     assert out.abn_feat.shape == (2 * crops, min(3, t), 128)
     model.eval()
-    with torch.no_grad():
-        assert model.predict(torch.rand(1, crops, t, 17)).shape == (1, t)
-        batch = ClipSequences(torch.rand(4, crops, t, 16), torch.tensor([t, 1, max(1, t // 2), t]), 32)
-        assert model(batch).scores.shape == (4, 32, 1) and batch.shape == (4, crops, 32, 17)
+    assert model.predict(torch.rand(1, crops, t, 17)).shape == (1, t)
+    batch = ClipSequences(torch.rand(4, crops, t, 16), torch.tensor([t, 1, max(1, t // 2), t]), 32)
+    assert model(batch).scores.shape == (4, 32, 1) and batch.shape == (4, crops, 32, 17)
 
 
 @pytest.mark.parametrize("t", [1, 7, 31, 32, 33, 100])

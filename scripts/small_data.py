@@ -40,6 +40,11 @@ RECIPES = {
     "ref+video_pairing": {"recipe": "reference", "loss": {"pairing": "video"}},
     "ref+score_topk": {"recipe": "reference", "model": {"select_by": "score"}},
     "ref+no_select_dropout": {"recipe": "reference", "model": {"dropout_rate": 0.0}},
+    # leave one change of the default out
+    "default-score_topk": {"recipe": "default", "model": {"select_by": "magnitude"}},
+    "default-no_contrastive": {"recipe": "default", "loss": {"w_contrastive": 1e-3}},
+    "default-lr1e-4": {"recipe": "default", "lr": 1e-3},
+    "default-shuffle": {"recipe": "default", "shuffle": False},
     "default+no_select_dropout": {"recipe": "default", "model": {"dropout_rate": 0.0}},
     "default+k1": {"recipe": "default", "model": {"k": 1}},
     "default+ff_dropout": {"recipe": "default", "model": {"ff_dropout": 0.5}},

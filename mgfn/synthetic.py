@@ -87,19 +87,25 @@ def _directions(rng, cfg: SynthConfig):
 def make_dataset(out_dir, cfg: SynthConfig | None = None) -> dict[str, Path]:
     """Write `features/<id>.npy` [T, crops, D], `train.csv`, `test.csv` and `gt/<id>.npy` frame masks."""
     cfg = cfg or SynthConfig()
-    out = Path(out_dir)
-    (out / "features").mkdir(parents=True, exist_ok=True)
-    (out / "gt").mkdir(exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     directions = _directions(rng, cfg)
     distractor_directions = _directions(rng, cfg) if cfg.distractors > 0 else None
+    return write_splits(out_dir, cfg, lambda abnormal: _video(rng, cfg, directions, abnormal, distractor_directions))
+
+
+def write_splits(out_dir, cfg, video) -> dict[str, Path]:
+    """Write the train and test splits of `cfg` (train/test_normal/abnormal counts); `video(abnormal)` makes one
+    video's features `[T, crops, D]` and its clip mask, called abnormal videos first, then normal, per split."""
+    out = Path(out_dir)
+    (out / "features").mkdir(parents=True, exist_ok=True)
+    (out / "gt").mkdir(exist_ok=True)
     splits = {"train": (cfg.train_normal, cfg.train_abnormal), "test": (cfg.test_normal, cfg.test_abnormal)}
     for split, (n_normal, n_abnormal) in splits.items():
         rows = []
         for label, count in ((1, n_abnormal), (0, n_normal)):
             for i in range(count):
                 vid = f"{split}_{'abnormal' if label else 'normal'}_{i:03d}"
-                feats, mask = _video(rng, cfg, directions, bool(label), distractor_directions)
+                feats, mask = video(bool(label))
                 np.save(out / "features" / f"{vid}.npy", feats)
                 if split == "test":
                     np.save(out / "gt" / f"{vid}.npy", np.repeat(mask, 16).astype(np.uint8))
@@ -111,15 +117,19 @@ def make_dataset(out_dir, cfg: SynthConfig | None = None) -> dict[str, Path]:
     return {"train": out / "train.csv", "test": out / "test.csv", "gt": out / "gt", "root": out}
 
 
-def add_arguments(parser) -> None:
+def config_arguments(parser, defaults) -> None:
+    """`--out` and one flag per field of the dataclass instance `defaults`."""
     parser.add_argument("--out", required=True, help="folder to write features/, gt/, train.csv, test.csv")
-    defaults = SynthConfig()
     for name, value in vars(defaults).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"(default {value})")
         else:
             parser.add_argument(flag, type=type(value), default=value, help=f"(default {value})")
+
+
+def add_arguments(parser) -> None:
+    config_arguments(parser, SynthConfig())
 
 
 def main(args) -> int:

@@ -17,12 +17,12 @@ Same files as `mgfn.synthetic`: `features/<id>.npy` [T, crops, D], `train.csv`, 
 """
 from __future__ import annotations
 
-import argparse
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mgfn.synthetic import config_arguments, write_splits
 
 
 @dataclass
@@ -124,35 +124,13 @@ def prototypes_for(rng, cfg: ContextConfig) -> np.ndarray:
 def make_dataset(out_dir, cfg: ContextConfig | None = None) -> dict[str, Path]:
     """Write `features/<id>.npy` [T, crops, D], `train.csv`, `test.csv` and `gt/<id>.npy` frame masks (16 per clip)."""
     cfg = cfg or ContextConfig()
-    out = Path(out_dir)
-    (out / "features").mkdir(parents=True, exist_ok=True)
-    (out / "gt").mkdir(exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     prototypes = prototypes_for(rng, cfg)
-    splits = {"train": (cfg.train_normal, cfg.train_abnormal), "test": (cfg.test_normal, cfg.test_abnormal)}
-    for split, (n_normal, n_abnormal) in splits.items():
-        rows = []
-        for label, count in ((1, n_abnormal), (0, n_normal)):
-            for i in range(count):
-                vid = f"{split}_{'abnormal' if label else 'normal'}_{i:03d}"
-                feats, mask = _video(rng, cfg, prototypes, abnormal=bool(label))
-                np.save(out / "features" / f"{vid}.npy", feats)
-                if split == "test":
-                    np.save(out / "gt" / f"{vid}.npy", np.repeat(mask, 16).astype(np.uint8))
-                rows.append((vid, label, f"features/{vid}.npy"))
-        with (out / f"{split}.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["video_id", "label", "path"])
-            w.writerows(rows)
-    return {"train": out / "train.csv", "test": out / "test.csv", "gt": out / "gt", "root": out}
+    return write_splits(out_dir, cfg, lambda abnormal: _video(rng, cfg, prototypes, abnormal=abnormal))
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", required=True, help="folder to write features/, gt/, train.csv, test.csv")
-    defaults = ContextConfig()
-    for name, value in vars(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=type(value), default=value, help=f"(default {value})")
+    config_arguments(parser, ContextConfig())
 
 
 def main(args) -> int:

@@ -58,3 +58,12 @@ def tiny(monkeypatch):
 
     monkeypatch.setattr(extractor_module, "load_model",
                         lambda name, weights=None, device="cpu": TinyI3D(name, weights).to(device).eval())
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """An LSTM runs many tiny ops: on a busy machine each OpenMP region waits for descheduled threads (100x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -13,13 +13,7 @@ from mgfn.data import load_features, read_list
 from pipeline.cli import main as cli
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """An LSTM runs many tiny ops: on a busy machine each OpenMP region waits for descheduled threads (100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py: tiny LSTM ops
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ from pipeline.cli import main as cli
 TINY_MODEL = {"dims": [32, 64, 128], "depths": [1, 1, 1], "dim_head": 32, "lstm": {"hidden": 8}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """An LSTM runs many tiny ops: on a busy machine each OpenMP region waits for descheduled threads (100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py: tiny LSTM ops
 
 
 def make_scenes(root: Path) -> Path:

@@ -32,6 +32,7 @@ RECIPES = {
     "reference": {"recipe": "reference"},
     "default": {"recipe": "default"},
     "mil": {"model_type": "mil"},
+    "mil_lr1e-3": {"model_type": "mil", "lr": 1e-3},
     "ref+lr1e-4": {"recipe": "reference", "lr": 1e-4},
     "ref+no_weight_decay": {"recipe": "reference", "weight_decay": 0.0},
     "ref+shuffle": {"recipe": "reference", "shuffle": True},

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mgfn.synthetic import SynthConfig, make_dataset  # noqa: E402
 from mgfn.train import TrainConfig, run_training  # noqa: E402
 
-# Each recipe is TrainConfig settings; the ablations change one thing of the reference recipe at a time.
+# Each recipe is TrainConfig settings. "ref+X" changes one thing of the reference recipe; "default-X" takes one
+# of the default's changes back out; "default+X" tries one more change on top of the default.
 RECIPES = {
     "reference": {"recipe": "reference"},
     "default": {"recipe": "default"},
@@ -68,6 +69,16 @@ def benchmark_config(args, variant: str) -> SynthConfig:
     return SynthConfig(train_normal=12, train_abnormal=13, test_normal=10, test_abnormal=10,
                        feature_size=args.feature_size, crops=crops, l2_normalize=l2, keep_norm=False,
                        strength=args.strength, clip_noise=args.clip_noise, distractors=args.distractors, seed=123)
+
+
+def standardise(folder: Path) -> None:
+    """z-score every feature file in place with per-channel statistics of the training videos' clips."""
+    files = sorted(folder.glob("*.npy"))
+    train = [np.load(f) for f in files if f.name.startswith("train_")]
+    train = np.concatenate([a.reshape(-1, a.shape[-1]) for a in train])
+    mean, std = train.mean(0), train.std(0) + 1e-6
+    for f in files:
+        np.save(f, ((np.load(f) - mean) / std).astype(np.float32))
 
 
 def train_one(job: dict) -> dict:
@@ -116,11 +127,7 @@ def main() -> int:
         for variant in args.variants.split(","):
             data = make_dataset(root / "data" / variant, benchmark_config(args, variant))
             if "-z-" in variant:
-                files = sorted((root / "data" / variant / "features").glob("*.npy"))
-                train = np.concatenate([np.load(f).reshape(-1, args.feature_size) for f in files if "train_" in f.name])
-                mean, std = train.mean(0), train.std(0) + 1e-6
-                for f in files:
-                    np.save(f, ((np.load(f) - mean) / std).astype(np.float32))
+                standardise(root / "data" / variant / "features")
             data = {k: str(v) for k, v in data.items()}
             for recipe in args.recipes.split(","):
                 for seed in range(args.seeds):

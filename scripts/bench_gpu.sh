@@ -6,7 +6,7 @@
 #   bash scripts/bench_gpu.sh            # JSON to $OUT/bench_gpu.json when OUT is set, else /tmp/bench_gpu/
 #
 # Needs a Python with the project's torch (CUDA build): the carried .venv, else python3.11 / python3 with
-# .venv's site-packages on PYTHONPATH. Nothing is downloaded.
+# .venv's site-packages on PYTHONPATH (an existing PYTHONPATH is kept after them). Nothing is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,9 +18,9 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
     PY=""
     for candidate in python3.11 python3; do
         if command -v "$candidate" >/dev/null 2>&1 && \
-           PYTHONPATH="$PWD/.venv/lib/python3.11/site-packages:$PWD" "$candidate" -c "import torch" >/dev/null 2>&1; then
+           PYTHONPATH="$PWD/.venv/lib/python3.11/site-packages:$PWD${PYTHONPATH:+:$PYTHONPATH}" "$candidate" -c "import torch" >/dev/null 2>&1; then
             PY="$candidate"
-            export PYTHONPATH="$PWD/.venv/lib/python3.11/site-packages:$PWD"
+            export PYTHONPATH="$PWD/.venv/lib/python3.11/site-packages:$PWD${PYTHONPATH:+:$PYTHONPATH}"
             break
         fi
     done

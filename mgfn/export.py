@@ -89,7 +89,7 @@ def encode(model, features: np.ndarray, device) -> np.ndarray:
     """One video's I3D features `[T, crops, D]` -> the LSTM front end's outputs `[T, crops, H]` (whole sequence)."""
     feats = np.asarray(features, dtype=np.float32)
     x = np.concatenate([feats, magnitude_channel(feats)], axis=-1).transpose(1, 0, 2)        # [crops, T, D+1]
-    out = model.frontend(torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(0).to(device))  # [crops, T, H+1]
+    out = model.encode_clips(torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(0).to(device))  # [crops, T, H+1]
     return out[..., :-1].transpose(0, 1).float().cpu().numpy()                                # [T, crops, H]
 
 

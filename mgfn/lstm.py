@@ -281,3 +281,13 @@ def training_set(entries: list[VideoEntry], segments: int, model: dict):
         if cfg.sequences == "clips":
             return ClipSequenceSet(entries, segments, cfg.max_clips)
     return TrainingSet(entries, segments)
+
+
+def training_videos(data):
+    """Each training video's features `[crops, T, D]` (no magnitude): the pooled segments of a TrainingSet, the
+    clip sequences of a ClipSequenceSet."""
+    for i in range(len(data.entries)):
+        if isinstance(data, ClipSequenceSet):
+            yield torch.from_numpy(data.clips(i)).transpose(0, 1)
+        else:
+            yield data.data[i, ..., :-1]

@@ -13,16 +13,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgfn.features import center_clips, check_center
+
 
 @dataclass
 class MILConfig:
     feature_size: int = 2048
     hidden: tuple[int, ...] = (512, 32)
     dropout: float = 0.6
+    center: str = "none"           # "median": every clip less its video's median clip first (mgfn.features)
+    center_scale: float = 1.0      # centred features times this; training sets it from its videos
     type: str = "mil"
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
+        check_center(self.center)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -48,6 +53,8 @@ class MILRanking(nn.Module):
 
     def predict(self, video):
         """Crop-averaged segment scores `[V, T]`."""
+        if self.config.center != "none":
+            video = center_clips(video, self.config.center_scale)
         return torch.sigmoid(self.mlp(video[..., : self.config.feature_size])).squeeze(-1).mean(1)
 
     def forward(self, video, n_normal: int | None = None) -> MILOutput:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgfn.features import center_clips, check_center
 from mgfn.lstm import TemporalEncoder, lstm_config
 
 
@@ -33,6 +34,8 @@ class MGFNConfig:
     dropout_rate: float = 0.7           # dropout on the selection mask (training only)
     select_by: str = "magnitude"        # rank snippets by feature "magnitude" (reference) or by "score" (plain MIL)
     ff_dropout: float = 0.0
+    center: str = "none"                # "median": every clip less its video's median clip first (mgfn.features)
+    center_scale: float = 1.0           # centred features times this; training sets it from its videos
     lstm: dict | None = None            # I3D-LSTM front end (mgfn.lstm.LSTMConfig fields); None = plain MGFN
 
     def __post_init__(self):
@@ -45,6 +48,7 @@ class MGFNConfig:
             raise ValueError(f"block types must be glance/focus (gb/fb), got {self.block_types}")
         if self.select_by not in ("magnitude", "score"):
             raise ValueError(f"select_by must be magnitude or score, got {self.select_by!r}")
+        check_center(self.center)
         if any(d % self.dim_head for d in self.dims):
             raise ValueError(f"every width in {self.dims} must be a multiple of dim_head={self.dim_head}")
         if self.lstm is not None:
@@ -54,6 +58,8 @@ class MGFNConfig:
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         if out["lstm"] is None:                 # plain MGFN: the same model_config as before the front end existed
             del out["lstm"]
+        if out["center"] == "none":             # likewise for a model that takes its features as they come
+            del out["center"], out["center_scale"]
         return out
 
 
@@ -258,17 +264,23 @@ class MGFN(nn.Module):
 
         With the LSTM front end `video` may also be a `mgfn.lstm.ClipSequences` training batch (pooled after the LSTM).
         """
-        v, crops, t, c = video.shape
-        if c != self.config.feature_size + 1:
-            raise ValueError(f"expected {self.config.feature_size + 1} channels (features + magnitude), got {c}")
-        if self.frontend is not None:
-            x = self.frontend(video)                               # [V*crops, T, H+1]: LSTM outputs + I3D magnitude
-        else:
-            x = video.reshape(v * crops, t, c)
+        x = self.encode_clips(video)                               # [V*crops, T, C+1]
         x = self.fam(x)                                            # [V*crops, T, d0]
         for stage in self.stages:
             x = stage(x)                                           # [V*crops, T, d_last]
         return self.head(x)
+
+    def encode_clips(self, video):
+        """What feature amplification sees: `[V, crops, T, D+1]` -> `[V*crops, T, C+1]`, the clips centred (with
+        `center: median`) and, with the LSTM front end, its outputs (C = its width) beside the magnitude."""
+        v, crops, t, c = video.shape
+        if c != self.config.feature_size + 1:
+            raise ValueError(f"expected {self.config.feature_size + 1} channels (features + magnitude), got {c}")
+        if self.config.center != "none":
+            video = center_clips(video, self.config.center_scale)
+        if self.frontend is not None:
+            return self.frontend(video)                            # LSTM outputs + the (centred) I3D magnitude
+        return video.reshape(v * crops, t, c)
 
     def predict(self, video):
         """Crop-averaged snippet scores `[V, T]` without top-k selection (scoring any number of videos)."""

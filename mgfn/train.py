@@ -23,7 +23,8 @@ from mgfn.data import PairedBatches, TestSet, TrainingSet, read_list
 from mgfn.errors import InputError
 from mgfn.evaluate import predict, resolve_device
 from mgfn.losses import LossConfig, mgfn_loss
-from mgfn.lstm import VARIANTS, check_extractor, parse_lstm_option, training_set, with_frontend
+from mgfn.features import deviation_scale
+from mgfn.lstm import VARIANTS, check_extractor, parse_lstm_option, training_set, training_videos, with_frontend
 from mgfn.metrics import align_ground_truth, evaluate_scores, video_auc
 from mgfn.mil import MILConfig, MILRanking, mil_loss
 from mgfn.model import MGFN, MGFNConfig
@@ -44,9 +45,12 @@ def logit_spread(scores) -> float:
 # recipe; "default" is what the small-data benchmark supports (README "Training recipes", scripts/small_data.py).
 RECIPES = {
     "reference": {"lr": 1e-3, "weight_decay": 5e-4, "shuffle": False, "model": {}, "loss": {}},
-    "default": {"lr": 1e-4, "weight_decay": 5e-4, "shuffle": True, "model": {"select_by": "score"},
+    "default": {"lr": 1e-4, "weight_decay": 5e-4, "shuffle": True,
+                "model": {"select_by": "score", "center": "median", "dims": [32, 64, 128], "dim_head": 32,
+                          "ff_dropout": 0.3},
                 "loss": {"w_contrastive": 0.0}},
 }
+WIDTH = ("dims", "dim_head")   # filled together: a config that sets either keeps the other's model default
 
 METRIC_NAMES = ("auc", "pr_auc", "ap", "auc_abnormal", "far")
 
@@ -83,7 +87,9 @@ class TrainConfig:
         self.weight_decay = recipe["weight_decay"] if self.weight_decay is None else float(self.weight_decay)
         self.shuffle = recipe["shuffle"] if self.shuffle is None else bool(self.shuffle)
         if self.model_type == "mgfn":    # the MIL baseline has its own model settings and loss
-            self.model = {**recipe["model"], **(self.model or {})}
+            given = self.model or {}
+            fill = {k: v for k, v in recipe["model"].items() if not (k in WIDTH and any(w in given for w in WIDTH))}
+            self.model = {**fill, **given}
             self.loss = {**recipe["loss"], **(self.loss or {})}
             self.model = with_frontend(self.extractor, self.model)
         elif self.extractor in VARIANTS:
@@ -267,12 +273,15 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
     batches = PairedBatches(train_idx[labels[train_idx] == 0], train_idx[labels[train_idx] == 1],
                             cfg.batch_size, cfg.shuffle)
 
+    model_cfg = {**cfg.model, "feature_size": data.info.feature_size}
+    if model_cfg.get("center", "none") != "none" and "center_scale" not in model_cfg:
+        model_cfg["center_scale"] = deviation_scale(training_videos(data))    # recorded in every checkpoint
     seed_everything(cfg.seed)
     if cfg.model_type == "mil":
-        model = MILRanking(MILConfig(**{**cfg.model, "feature_size": data.info.feature_size})).to(device)
+        model = MILRanking(MILConfig(**model_cfg)).to(device)
         loss_fn = mil_loss
     else:
-        model = MGFN(MGFNConfig(**{**cfg.model, "feature_size": data.info.feature_size})).to(device)
+        model = MGFN(MGFNConfig(**model_cfg)).to(device)
         loss_cfg, crops = cfg.loss_config(), data.info.crops
         loss_fn = lambda out: mgfn_loss(out, crops, loss_cfg)  # noqa: E731
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -67,3 +67,16 @@ def test_mil_keeps_its_own_settings():
 def test_unknown_recipe_is_one_line_error():
     with pytest.raises(InputError, match="recipe must be one of"):
         TrainConfig(recipe="fancy")
+
+
+def test_default_recipe_centres_features_in_a_narrow_mgfn():
+    model = TrainConfig().model
+    assert model["center"] == "median" and model["select_by"] == "score"
+    assert MGFNConfig(**model).dims == (32, 64, 128)
+
+
+def test_width_is_filled_as_a_unit():
+    cfg = TrainConfig(model={"dims": [64, 128, 1024]})     # the reference's widths, with its dim_head
+    assert "dim_head" not in cfg.model and MGFNConfig(**cfg.model).dim_head == 64
+    assert cfg.model["center"] == "median"                  # the rest of the recipe still applies
+    assert "dims" not in TrainConfig(model={"dim_head": 16}).model

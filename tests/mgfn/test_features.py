@@ -1,0 +1,109 @@
+"""`center: median`: each video's clips less its median clip, inside MGFN and the MIL baseline."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mgfn.checkpoint import load_model, save_checkpoint
+from mgfn.data import TrainingSet, read_list
+from mgfn.features import TYPICAL_DEVIATION, center_clips, deviation_scale
+from mgfn.lstm import ClipSequences, training_videos
+from mgfn.mil import MILConfig, MILRanking
+from mgfn.model import MGFN, MGFNConfig
+from mgfn.synthetic import SynthConfig, make_dataset
+from mgfn.train import TrainConfig, run_training
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+NARROW = {"dims": (32, 64, 128), "depths": (1, 1, 1), "dim_head": 32}
+
+
+def with_magnitude(features):
+    return torch.cat([features, features.norm(dim=-1, keepdim=True)], dim=-1)
+
+
+def test_median_clip_is_subtracted_per_video_and_crop():
+    rng = np.random.default_rng(0)
+    feats = rng.random((3, 2, 7, 5)).astype(np.float32)               # [V, crops, T, D]
+    out = center_clips(with_magnitude(torch.from_numpy(feats))).numpy()
+    expected = feats - np.median(feats, axis=2, keepdims=True)          # T odd: the middle value exactly
+    np.testing.assert_allclose(out[..., :5], expected, atol=1e-6)
+    np.testing.assert_allclose(out[..., 5], np.linalg.norm(expected, axis=-1), atol=1e-5)
+
+
+def test_an_event_leaves_the_other_clips_alone_where_the_mean_would_not():
+    scene = torch.rand(1, 1, 1, 8).expand(1, 1, 9, 8).clone()
+    event = scene.clone()
+    event[0, 0, 2:5] += 3.0                                             # three of nine clips
+    out = center_clips(with_magnitude(event))
+    assert torch.allclose(out[0, 0, [0, 1, 5, 6, 7, 8], :8], torch.zeros(6, 8))
+    assert torch.allclose(out[0, 0, 2:5, :8], torch.full((3, 8), 3.0))
+    assert torch.allclose(out[0, 0, 2:5, 8], torch.full((3,), 3.0 * 8 ** 0.5))
+    mean_centred = event - event.mean(dim=2, keepdim=True)
+    assert mean_centred[0, 0, 0].abs().max() > 0.5                     # why not the mean
+
+
+def test_clip_sequences_are_centred_over_each_videos_own_length():
+    clips = torch.zeros(2, 1, 6, 3)
+    clips[0, 0, :4] = torch.tensor([[1.0, 2, 3], [1, 2, 3], [5, 5, 5], [1, 2, 3]])
+    clips[1, 0, :6] = torch.arange(18.0).view(6, 3)
+    out = center_clips(ClipSequences(clips, torch.tensor([4, 6]), segments=2))
+    assert torch.equal(out.clips[0, 0, :4], torch.tensor([[0.0, 0, 0], [0, 0, 0], [4, 3, 2], [0, 0, 0]]))
+    assert torch.equal(out.clips[0, 0, 4:], torch.zeros(2, 3))           # padding stays zero
+    assert torch.equal(out.clips[1, 0, 2], torch.zeros(3))              # even T: torch's lower median, clip 2
+    assert clips[0, 0, 0, 0] == 1.0                                      # the batch itself is not modified
+
+
+@pytest.mark.parametrize("make", [
+    lambda center: MGFN(MGFNConfig(feature_size=16, center=center, **NARROW)),
+    lambda center: MILRanking(MILConfig(feature_size=16, center=center)),
+], ids=["mgfn", "mil"])
+def test_a_centred_model_does_not_see_the_scene(make):
+    torch.manual_seed(0)
+    model = make("median").eval()
+    clips = torch.rand(2, 3, 11, 16)
+    scene = 5.0 * torch.rand(2, 3, 1, 16)                               # a different constant per video and crop
+    with torch.no_grad():
+        plain, moved = model.predict(with_magnitude(clips)), model.predict(with_magnitude(clips + scene))
+    torch.testing.assert_close(moved, plain, atol=1e-5, rtol=1e-4)
+    torch.manual_seed(0)
+    uncentred = make("none").eval()
+    with torch.no_grad():
+        assert not torch.allclose(uncentred.predict(with_magnitude(clips + scene)),
+                                  uncentred.predict(with_magnitude(clips)), atol=1e-3)
+
+
+def test_center_is_checked_and_recorded(tmp_path):
+    with pytest.raises(ValueError, match="center must be one of none, median"):
+        MGFNConfig(center="mean")
+    with pytest.raises(ValueError, match="center must be one of"):
+        MILConfig(center="avg")
+    assert "center" not in MGFNConfig().to_dict()                       # a plain model's config is as before
+    for model in (MGFN(MGFNConfig(feature_size=16, center="median", **NARROW)),
+                  MILRanking(MILConfig(feature_size=16, center="median"))):
+        save_checkpoint(tmp_path / "m.pt", model)
+        loaded, _ = load_model(tmp_path / "m.pt")
+        assert type(loaded) is type(model) and loaded.config.center == "median"
+
+
+def test_deviation_scale_brings_the_typical_clip_to_the_target():
+    rng = np.random.default_rng(1)
+    videos = [torch.from_numpy(rng.normal(0, 0.02, (2, 9, 64)).astype(np.float32)) + 5.0 for _ in range(4)]
+    scale = deviation_scale(videos)
+    centred = [center_clips(with_magnitude(v[None]), scale)[0, ..., :-1] for v in videos]
+    rms = torch.cat([(c.norm(dim=-1) / 8.0).flatten() for c in centred])
+    assert rms.median() == pytest.approx(TYPICAL_DEVIATION, rel=1e-4)
+    assert deviation_scale([torch.ones(1, 5, 3)]) == 1.0              # nothing moves: no scaling
+
+
+def test_training_records_the_scale_of_its_own_videos(tmp_path):
+    paths = make_dataset(tmp_path / "data", SynthConfig(train_normal=4, train_abnormal=4, test_normal=2,
+                                                        test_abnormal=2, feature_size=32, l2_normalize=True, seed=2))
+    cfg = TrainConfig(epochs=1, batch_size=2, seed=0, select="last", model={"depths": [1, 1, 1]})
+    run_training(paths["train"], paths["test"], paths["gt"], tmp_path / "run", cfg, progress=False,
+                 log=lambda *_: None)
+    model, ckpt = load_model(tmp_path / "run" / "last.pt")
+    expected = deviation_scale(training_videos(TrainingSet(read_list(paths["train"]))))
+    assert ckpt["model_config"]["center"] == "median"
+    assert model.config.center_scale == pytest.approx(expected) and expected > 10   # L2 features: small deviations

@@ -1,14 +1,18 @@
 """Input transforms a model applies to its clip features before anything else (`center: median`).
 
-Each video's clips less the video's own median clip: what the camera always sees (its scene) drops out, and what
+Each video's clips less the video's own usual clip: what the camera always sees (its scene) drops out, and what
 changes over time stays. With a few tens of training videos a model otherwise tells abnormal from normal videos
-by their scenes and fails on new ones (README "Training recipes"). The median rather than the mean, because an
-event lifts the mean of every clip of its video, which then all carry a trace of the event; the median is the
-scene's clip as long as events fill less than half the video. The magnitude channel is recomputed from the
+by their scenes and fails on new ones (README "Training recipes"). Not the mean clip: an event lifts the mean, and
+every clip of its video then carries a negative trace of the event, which a model learns as the sign of an
+abnormal video (seen with mean-centred features: scores inverted inside abnormal videos). The usual clip starts
+at the per-channel median and is refined twice as the mean of the half of the clips nearest to it, so it stays on
+the scene even where a video's events together fill more than half of it but spread out (the planted set: one
+seed in ten inverted with the median alone, none with the refinement). It cannot tell a scene from an event that
+fills most of a video unchanged; for such data keep `center: none`. The magnitude channel is recomputed from the
 centred features, so it measures how far a clip is from its video's usual clip.
 
 The centred features are then multiplied by `center_scale`, which training sets from its own videos so that a
-typical clip lies `TYPICAL_DEVIATION` per channel (root mean square) from its video's median clip. Deviations of
+typical clip lies `TYPICAL_DEVIATION` per channel (root mean square) from its video's usual clip. Deviations of
 L2-normalised features are otherwise about thirty times smaller than those of raw ones, too small against the first
 layer's biases to survive bfloat16; much larger ones act like a higher learning rate on the first layer. 0.3 is
 what the small-data benchmark supports (README "Training recipes": 0.1 and 1 both lose seeds).
@@ -30,26 +34,37 @@ def check_center(center: str) -> None:
         raise ValueError(f"center must be one of {', '.join(CENTERS)}, got {center!r}")
 
 
+def usual_clip(x, dim: int):
+    """The video's usual clip along `dim` (time): the median clip, then twice the mean of the half of the clips
+    nearest to the current estimate."""
+    m = x.median(dim=dim, keepdim=True).values
+    for _ in range(2):
+        d = (x - m).norm(dim=-1, keepdim=True)
+        keep = (d <= d.median(dim=dim, keepdim=True).values).to(x.dtype)
+        m = (x * keep).sum(dim, keepdim=True) / keep.sum(dim, keepdim=True)
+    return m
+
+
 def center_clips(video, scale: float = 1.0):
-    """`[V, crops, T, D+1]` (features + magnitude) -> the same with each video's median clip (per crop, over T)
+    """`[V, crops, T, D+1]` (features + magnitude) -> the same with each video's usual clip (per crop, over T)
     subtracted from the features, times `scale`, and the magnitude recomputed; a `ClipSequences` batch: its clips
     likewise, over each video's own length (padding stays zero)."""
     if isinstance(video, ClipSequences):
         clips = video.clips.clone()
         for i, n in enumerate(int(n) for n in video.lengths):
-            clips[i, :, :n] = (clips[i, :, :n] - clips[i, :, :n].median(dim=1, keepdim=True).values) * scale
+            clips[i, :, :n] = (clips[i, :, :n] - usual_clip(clips[i, :, :n], 1)) * scale
         return video._replace(clips=clips)
     features = video[..., :-1]
-    features = (features - features.median(dim=2, keepdim=True).values) * scale
+    features = (features - usual_clip(features, 2)) * scale
     return torch.cat([features, features.norm(p=2, dim=-1, keepdim=True)], dim=-1)
 
 
 def deviation_scale(videos) -> float:
     """`center_scale` for `videos` (each `[crops, T, D]`): TYPICAL_DEVIATION / the median over all clips of the root
-    mean square over channels of (clip - its video's median clip); 1.0 when no clip deviates at all."""
+    mean square over channels of (clip - its video's usual clip); 1.0 when no clip deviates at all."""
     rms = []
     for x in videos:
         x = torch.as_tensor(x, dtype=torch.float32)
-        rms.append(((x - x.median(dim=1, keepdim=True).values).norm(dim=-1) / math.sqrt(x.shape[-1])).flatten())
+        rms.append(((x - usual_clip(x, 1)).norm(dim=-1) / math.sqrt(x.shape[-1])).flatten())
     typical = float(torch.cat(rms).median()) if rms else 0.0
     return float(f"{TYPICAL_DEVIATION / typical:.6g}") if typical > 0 else 1.0

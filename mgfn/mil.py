@@ -21,7 +21,7 @@ class MILConfig:
     feature_size: int = 2048
     hidden: tuple[int, ...] = (512, 32)
     dropout: float = 0.6
-    center: str = "none"           # "median": every clip less its video's median clip first (mgfn.features)
+    center: str = "none"           # "median": each clip less its video's usual clip (mgfn.features)
     center_scale: float = 1.0      # centred features times this; training sets it from its videos
     type: str = "mil"
 

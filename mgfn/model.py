@@ -34,7 +34,7 @@ class MGFNConfig:
     dropout_rate: float = 0.7           # dropout on the selection mask (training only)
     select_by: str = "magnitude"        # rank snippets by feature "magnitude" (reference) or by "score" (plain MIL)
     ff_dropout: float = 0.0
-    center: str = "none"                # "median": every clip less its video's median clip first (mgfn.features)
+    center: str = "none"                # "median": each clip less its video's usual clip (mgfn.features)
     center_scale: float = 1.0           # centred features times this; training sets it from its videos
     lstm: dict | None = None            # I3D-LSTM front end (mgfn.lstm.LSTMConfig fields); None = plain MGFN
 

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mgfn.lstm import LSTMConfig  # noqa: E402
 
-NARROW = {"dims": [32, 64, 128], "dim_head": 32, "select_by": "score"}
+NARROW = {"dims": [32, 64, 128], "dim_head": 32, "select_by": "score", "center": "none", "ff_dropout": 0.0}
 LSTM = {"hidden": 64}
 # The small-data recipe of the demo (snippets ranked by score, no contrastive terms), written out so that the
 # numbers do not move with mgfn.train's default recipe; lr 1e-3 and 10 epochs for the synthetic sets.

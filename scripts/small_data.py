@@ -24,12 +24,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mgfn import features  # noqa: E402
 from mgfn.synthetic import SynthConfig, make_dataset  # noqa: E402
 from mgfn.train import TrainConfig, run_training  # noqa: E402
 
 # Each recipe is TrainConfig settings. "ref+X" changes one thing of the reference recipe; "default-X" takes one
 # of the default's changes back out. "default_v1" is the default before features were centred (no centring, the
 # reference's width, no feed-forward dropout).
+DEFAULT_DEVIATION = features.TYPICAL_DEVIATION
 REFERENCE_WIDTH = {"dims": [64, 128, 1024], "dim_head": 64}
 RECIPES = {
     "reference": {"recipe": "reference"},
@@ -56,6 +58,13 @@ RECIPES = {
     "default-no_contrastive": {"recipe": "default", "loss": {"w_contrastive": 1e-3}},
     "default-lr1e-4": {"recipe": "default", "lr": 1e-3},
     "default-shuffle": {"recipe": "default", "shuffle": False},
+    # one more change on top of the default
+    "default+ff_dropout0.5": {"recipe": "default", "model": {"ff_dropout": 0.5}},
+    "default+no_select_dropout": {"recipe": "default", "model": {"dropout_rate": 0.0}},
+    "default+lr3e-5": {"recipe": "default", "lr": 3e-5},
+    # the typical deviation `center_scale` brings clips to (mgfn.features.TYPICAL_DEVIATION, 0.3 in the default)
+    "default+deviation0.1": {"recipe": "default", "typical_deviation": 0.1},
+    "default+deviation1": {"recipe": "default", "typical_deviation": 1.0},
 }
 VARIANTS = {"raw-1crop": (1, False), "l2-1crop": (1, True), "raw-10crop": (10, False), "l2-10crop": (10, True),
             "raw-z-1crop": (1, False), "l2-z-1crop": (1, True),   # -z-: z-scored with training-set statistics
@@ -95,7 +104,9 @@ def train_one(job: dict) -> dict:
     """One (variant, recipe, seed) run in a worker process; returns its final and best-on-test metrics."""
     import torch
     torch.set_num_threads(job["threads"])
-    cfg = TrainConfig(**job["config"])
+    config = dict(job["config"])
+    features.TYPICAL_DEVIATION = config.pop("typical_deviation", DEFAULT_DEVIATION)   # this worker's next run
+    cfg = TrainConfig(**config)
     run = Path(job["run_dir"])
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):

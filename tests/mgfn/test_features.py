@@ -23,13 +23,27 @@ def with_magnitude(features):
     return torch.cat([features, features.norm(dim=-1, keepdim=True)], dim=-1)
 
 
-def test_median_clip_is_subtracted_per_video_and_crop():
+def test_each_video_and_crop_is_centred_on_its_own_usual_clip():
     rng = np.random.default_rng(0)
-    feats = rng.random((3, 2, 7, 5)).astype(np.float32)               # [V, crops, T, D]
-    out = center_clips(with_magnitude(torch.from_numpy(feats))).numpy()
-    expected = feats - np.median(feats, axis=2, keepdims=True)          # T odd: the middle value exactly
-    np.testing.assert_allclose(out[..., :5], expected, atol=1e-6)
-    np.testing.assert_allclose(out[..., 5], np.linalg.norm(expected, axis=-1), atol=1e-5)
+    feats = torch.from_numpy(rng.random((3, 2, 7, 5)).astype(np.float32))          # [V, crops, T, D]
+    out = center_clips(with_magnitude(feats))
+    moved = feats.clone()
+    moved[1, 0] += torch.arange(5.0)                      # another scene for one video's one crop only
+    out_moved = center_clips(with_magnitude(moved))
+    torch.testing.assert_close(out_moved, out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[..., 5], out[..., :5].norm(dim=-1))   # the magnitude of the centred clip
+    torch.testing.assert_close(center_clips(with_magnitude(feats), 2.0)[..., :5], 2.0 * out[..., :5])
+
+
+def test_events_over_most_of_a_video_still_leave_its_scene():
+    scene = torch.rand(8)
+    clips = scene.repeat(12, 1)
+    clips[:7] += torch.linspace(0.5, 3.0, 7)[:, None] * torch.eye(8)[0]          # a ramp over 7 of 12 clips
+    out = center_clips(with_magnitude(clips[None, None]))[0, 0, :, :8]
+    assert out[7:].abs().max() < 0.1                      # the scene clips: almost nothing left (one event clip of
+    assert (out[:7, 0] > 0.4).all()                       # the event is in the nearest half); the event keeps its sign
+    plain_median = clips - clips.median(dim=0, keepdim=True).values
+    assert (plain_median[7:, 0] < -0.4).all()             # where the median alone would mark every scene clip
 
 
 def test_an_event_leaves_the_other_clips_alone_where_the_mean_would_not():
@@ -37,7 +51,7 @@ def test_an_event_leaves_the_other_clips_alone_where_the_mean_would_not():
     event = scene.clone()
     event[0, 0, 2:5] += 3.0                                             # three of nine clips
     out = center_clips(with_magnitude(event))
-    assert torch.allclose(out[0, 0, [0, 1, 5, 6, 7, 8], :8], torch.zeros(6, 8))
+    assert torch.allclose(out[0, 0, [0, 1, 5, 6, 7, 8], :8], torch.zeros(6, 8), atol=1e-6)
     assert torch.allclose(out[0, 0, 2:5, :8], torch.full((3, 8), 3.0))
     assert torch.allclose(out[0, 0, 2:5, 8], torch.full((3,), 3.0 * 8 ** 0.5))
     mean_centred = event - event.mean(dim=2, keepdim=True)

@@ -48,7 +48,6 @@ RECIPES = {
     "ref+video_pairing": {"recipe": "reference", "loss": {"pairing": "video"}},
     "ref+score_topk": {"recipe": "reference", "model": {"select_by": "score"}},
     "ref+no_select_dropout": {"recipe": "reference", "model": {"dropout_rate": 0.0}},
-    "ref+median": {"recipe": "reference", "model": {"center": "median"}},
     # leave one change of the default out
     "default-median": {"recipe": "default", "model": {"center": "none"}},
     "default-deviation_scale": {"recipe": "default", "model": {"center_scale": 1.0}},

@@ -61,7 +61,7 @@ def run_config(weights: str, epochs: int = 8, seed: int = 0) -> dict:
         # "Training recipes"), not the reference one, which collapses to one score for every snippet on these 31
         # training videos. But the features as they come: these videos are 10 clips long, with events over 2-6 of
         # them, and what tells their classes apart under random I3D weights is mostly the whole video's look, which
-        # centring removes (frame AUC 0.50 +- 0.05 centred, 0.80 +- 0.01 not, seeds 0-3). 8 epochs, the final
+        # centring removes (frame AUC 0.46 +- 0.03 centred, 0.80 +- 0.01 not, seeds 0-3). 8 epochs, the final
         # epoch kept: frame AUC 0.79-0.82 over seeds 0-3 (measured; more epochs overfit).
         "train": {"recipe": "default", "epochs": epochs, "batch_size": 4, "seed": seed, "select": "last",
                   "model": {"center": "none", "ff_dropout": 0.0}},

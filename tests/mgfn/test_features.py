@@ -1,4 +1,4 @@
-"""`center: median`: each video's clips less its median clip, inside MGFN and the MIL baseline."""
+"""`center: median`: each video's clips less its usual clip, inside MGFN and the MIL baseline."""
 from __future__ import annotations
 
 import numpy as np

@@ -198,6 +198,11 @@ class TrainingSet:
     def indices(self, label: int) -> np.ndarray:
         return np.flatnonzero(self.labels == label)
 
+    def videos(self):
+        """Each video's pooled segments `[crops, segments, D]`, without the magnitude channel."""
+        for i in range(len(self.entries)):
+            yield self.data[i, ..., :-1]
+
 
 class PairedBatches:
     """One epoch = zip(normal batches, abnormal batches) of B each; drop_last like the reference loaders."""

@@ -28,12 +28,13 @@ EXPORT_NAME = "i3d_lstm_export"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, type=Path, metavar="CKPT", help="an I3D-LSTM checkpoint (mgfn train with i3d_lstm)")
+    parser.add_argument("--model", required=True, type=Path, metavar="CKPT",
+                        help="an I3D-LSTM checkpoint (mgfn train with i3d_lstm)")
     parser.add_argument("--features", required=True, type=Path, metavar="DIR",
                         help="folder of I3D features <video-id>.npy [T, crops, D] (e.g. OUT/<extractor-id>/ of mgfn "
                              "extract); every video in it is exported")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR2", help="folder for <video-id>.npy [T, crops, H], "
-                                                                "extractor.json and the lists")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR2",
+                        help="folder for <video-id>.npy [T, crops, H], extractor.json and the lists")
     parser.add_argument("--list", dest="lists", action="append", type=Path, default=[], metavar="LIST",
                         help="a training/test list (CSV or RTFM) of videos in --features: written to OUT with the "
                              "same ids and labels, pointing at the exported files (repeatable)")

@@ -254,6 +254,11 @@ class ClipSequenceSet:
             self._cache[i] = feats
         return feats
 
+    def videos(self):
+        """Each video's clip sequence `[crops, T', D]`, as `TrainingSet.videos` gives its segments."""
+        for i in range(len(self.entries)):
+            yield torch.from_numpy(self.clips(i)).transpose(0, 1)
+
     def batch(self, idx) -> ClipSequences:
         idx = np.asarray(idx).reshape(-1)
         lengths = self.lengths[idx]
@@ -281,13 +286,3 @@ def training_set(entries: list[VideoEntry], segments: int, model: dict):
         if cfg.sequences == "clips":
             return ClipSequenceSet(entries, segments, cfg.max_clips)
     return TrainingSet(entries, segments)
-
-
-def training_videos(data):
-    """Each training video's features `[crops, T, D]` (no magnitude): the pooled segments of a TrainingSet, the
-    clip sequences of a ClipSequenceSet."""
-    for i in range(len(data.entries)):
-        if isinstance(data, ClipSequenceSet):
-            yield torch.from_numpy(data.clips(i)).transpose(0, 1)
-        else:
-            yield data.data[i, ..., :-1]

@@ -24,7 +24,7 @@ from mgfn.errors import InputError
 from mgfn.evaluate import predict, resolve_device
 from mgfn.losses import LossConfig, mgfn_loss
 from mgfn.features import deviation_scale
-from mgfn.lstm import VARIANTS, check_extractor, parse_lstm_option, training_set, training_videos, with_frontend
+from mgfn.lstm import VARIANTS, check_extractor, parse_lstm_option, training_set, with_frontend
 from mgfn.metrics import align_ground_truth, evaluate_scores, video_auc
 from mgfn.mil import MILConfig, MILRanking, mil_loss
 from mgfn.model import MGFN, MGFNConfig
@@ -275,7 +275,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
 
     model_cfg = {**cfg.model, "feature_size": data.info.feature_size}
     if model_cfg.get("center", "none") != "none" and "center_scale" not in model_cfg:
-        model_cfg["center_scale"] = deviation_scale(training_videos(data))    # recorded in every checkpoint
+        model_cfg["center_scale"] = deviation_scale(data.videos())    # recorded in every checkpoint
     seed_everything(cfg.seed)
     if cfg.model_type == "mil":
         model = MILRanking(MILConfig(**model_cfg)).to(device)

@@ -8,7 +8,7 @@ import torch
 from mgfn.checkpoint import load_model, save_checkpoint
 from mgfn.data import TrainingSet, read_list
 from mgfn.features import TYPICAL_DEVIATION, center_clips, deviation_scale
-from mgfn.lstm import ClipSequences, training_videos
+from mgfn.lstm import ClipSequences
 from mgfn.mil import MILConfig, MILRanking
 from mgfn.model import MGFN, MGFNConfig
 from mgfn.synthetic import SynthConfig, make_dataset
@@ -118,6 +118,6 @@ def test_training_records_the_scale_of_its_own_videos(tmp_path):
     run_training(paths["train"], paths["test"], paths["gt"], tmp_path / "run", cfg, progress=False,
                  log=lambda *_: None)
     model, ckpt = load_model(tmp_path / "run" / "last.pt")
-    expected = deviation_scale(training_videos(TrainingSet(read_list(paths["train"]))))
+    expected = deviation_scale(TrainingSet(read_list(paths["train"])).videos())
     assert ckpt["model_config"]["center"] == "median"
     assert model.config.center_scale == pytest.approx(expected) and expected > 10   # L2 features: small deviations

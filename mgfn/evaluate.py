@@ -1,4 +1,7 @@
-"""`mgfn eval`: score every test video with a checkpoint and report frame-level metrics."""
+"""`mgfn eval`: score every test video with a checkpoint and report frame-level metrics.
+
+Each snippet score stands for 16 frames, or for its frame span where the ground truth lists one per row (`spans`).
+"""
 from __future__ import annotations
 
 import json
@@ -36,10 +39,15 @@ def check_feature_size(model, info, where: str) -> None:
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="checkpoint: ours (best.pt/last.pt) or an official state dict")
     parser.add_argument("--test", required=True, help="test list: CSV video_id,label,path or an RTFM .list")
-    parser.add_argument("--gt", required=True, help="ground-truth folder: <video_id>.npy frame masks or <video_id>.json events")
+    parser.add_argument("--gt", required=True,
+                        help="ground truth: a folder of <video_id>.npy frame masks or <video_id>.json "
+                             "{num_frames, events[, spans]}, or one JSON file {video_id: {num_frames, events, spans}}; "
+                             "with spans, each feature row's score covers its frame span [a, b)")
     parser.add_argument("--scores-dir", help="write each video's crop-averaged snippet scores as <video_id>.npy [T]")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the metrics")
-    parser.add_argument("--frames-per-snippet", type=int, default=16, help="frames each snippet score stands for (16)")
+    parser.add_argument("--frames-per-snippet", type=int, default=16,
+                        help="frames each snippet score stands for (16); not used for videos whose ground truth "
+                             "has spans")
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from mgfn.errors import InputError
 from pipeline.datasets import DATASETS, DatasetConfig, dataset_module, default_config
 from pipeline.datasets.common import Report, Sources, write_dataset
+from pipeline.datasets.segments import LAYOUTS
 
 
 def add_arguments(parser) -> None:
@@ -15,7 +16,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--annotation", help="the official annotation file (ShanghaiTech: the test_frame_mask folder; "
                                              "Mini-drone: a ViPER XML file or a folder of them)")
     parser.add_argument("--features", help="feature folder (<id>.npy, <id>_i3d.npy or <id>__k.npy); the ground truth "
-                                           "is aligned to their clip counts")
+                                           "is aligned to their clip counts. With --layout sultani32: <id>.txt (32 lines "
+                                           "x 4096 numbers) or <id>.npy [32, 4096], at any depth")
+    parser.add_argument("--layout", choices=LAYOUTS, default="clips",
+                        help="what a feature row is: clips (default: one row per 16 frames) or sultani32 (ucf-crime: "
+                             "Sultani's 32 C3D segments per video, converted to OUT/features/<id>.npy [32, 1, 4096]; "
+                             "the test ground truth gives each row's frame span, frames after the last span take the "
+                             "last row's score; test videos without a frame count are left out with a warning)")
+    parser.add_argument("--frame-counts", help="with --layout sultani32: the test videos' frame counts: MIST's "
+                                               "Temporal_Anomaly_Annotation_New.txt (7th column), UR-DMU's "
+                                               "UCF_Annotation.txt (2nd column) or a video_id,num_frames CSV")
     parser.add_argument("--train-list", help="list of training videos (RTFM .list, SH_Train.txt, XD_Train.list)")
     parser.add_argument("--test-list", help="list of test videos (RTFM test .list, SH_Test.txt, XD_Test.list)")
     parser.add_argument("--config", help="dataset settings YAML (default configs/datasets/<dataset>.yaml)")
@@ -28,19 +38,28 @@ def add_arguments(parser) -> None:
 def sources_from_args(args, cfg: DatasetConfig) -> Sources:
     p = lambda v: Path(v) if v else None  # noqa: E731
     return Sources(root=p(args.root), annotation=p(args.annotation), features=p(args.features),
-                   train_list=p(args.train_list), test_list=p(args.test_list), config=cfg.adapter)
+                   train_list=p(args.train_list), test_list=p(args.test_list), config=cfg.adapter,
+                   layout=args.layout, frame_counts=p(args.frame_counts))
 
 
 def build(dataset: str, src: Sources, out: Path, link: str = "hard") -> Report:
     """Read the dataset with its adapter and write the lists and ground truth."""
-    return write_dataset(dataset_module(dataset).load(src), out, link)
+    if src.layout not in LAYOUTS:
+        raise InputError(f"unknown feature layout {src.layout!r}; known: {', '.join(LAYOUTS)}")
+    if src.layout == "sultani32" and dataset != "ucf-crime":
+        raise InputError(f"--layout sultani32 is UCF-Crime's 32-segment C3D layout, not {dataset}'s")
+    if src.frame_counts and src.layout != "sultani32":
+        raise InputError("--frame-counts goes with --layout sultani32")
+    return write_dataset(dataset_module(dataset).load(src), out, link, src.layout)
 
 
-def print_report(report: Report, out: Path, file=sys.stdout) -> None:
+def print_report(report: Report, out: Path, file=None) -> None:
+    file = file or sys.stdout                 # looked up per call: a default bound at import outlives a redirect
     for split in ("train", "test"):
         c = report.counts.get(split, {0: 0, 1: 0})
         print(f"{split}: {c[1] + c[0]} videos ({c[1]} abnormal, {c[0]} normal) -> {out / (split + '.csv')}", file=file)
     for title, names in (("without a feature file (left out)", report.missing_features),
+                         ("in the test split without a frame count (left out)", report.missing_frame_counts),
                          ("abnormal test videos without frame labels", report.no_truth)):
         if names:
             print(f"warning: {len(names)} videos {title}: {', '.join(names[:10])}"

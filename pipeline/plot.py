@@ -1,4 +1,6 @@
-"""`mgfn plot features FILE.npy` | `mgfn plot curves RUN_DIR` | `mgfn plot scores VIDEO.csv`: the plots of pipeline.report."""
+"""`mgfn plot features FILE.npy` | `mgfn plot curves RUN_DIR` | `mgfn plot scores VIDEO.csv|VIDEO.npy`: the plots of
+pipeline.report. Row scores (`mgfn eval --scores-dir`) are spread over 16-frame clips, or over the rows' frame spans
+where the ground truth gives them."""
 from __future__ import annotations
 
 import csv
@@ -16,9 +18,13 @@ def add_arguments(parser) -> None:
     curves = sub.add_parser("curves", help="per-epoch ROC-AUC and PR-AUC of a training run")
     curves.add_argument("run", type=Path, help="run folder (or its metrics.csv)")
     curves.add_argument("--out", type=Path, help="PNG to write (default RUN/curves.png)")
-    scores = sub.add_parser("scores", help="a scored video's frame scores (<video-id>.csv from mgfn score)")
-    scores.add_argument("csv", type=Path)
-    scores.add_argument("--out", type=Path, help="PNG to write (default: the CSV with .png)")
+    scores = sub.add_parser("scores", help="a scored video: frame scores (<video-id>.csv from mgfn score) or row "
+                                           "scores (<video-id>.npy from mgfn eval --scores-dir)")
+    scores.add_argument("csv", type=Path, metavar="FILE", help="<video-id>.csv or <video-id>.npy")
+    scores.add_argument("--out", type=Path, help="PNG to write (default: FILE with .png)")
+    scores.add_argument("--gt", type=Path, help="with an .npy: ground-truth folder or JSON file (as mgfn eval --gt); "
+                                                "its events are shaded and its spans say which frames each row covers")
+    scores.add_argument("--fps", type=float, help="with an .npy: frames per second for a time axis (default: frames)")
 
 
 def main(args) -> int:
@@ -30,6 +36,8 @@ def main(args) -> int:
         return 0
     if not args.csv.is_file():
         raise InputError(f"{args.csv}: not found")
+    if args.csv.suffix == ".npy":
+        return plot_row_scores(args)
     with args.csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or "score" not in rows[0]:
@@ -37,4 +45,27 @@ def main(args) -> int:
     scores = np.array([float(r["score"]) for r in rows])
     fps = (len(rows) - 1) / float(rows[-1]["time_s"]) if len(rows) > 1 and float(rows[-1]["time_s"]) > 0 else 25.0
     print(report.plot_scores(scores, fps, path=args.out or args.csv.with_suffix(".png"), title=args.csv.stem))
+    return 0
+
+
+def plot_row_scores(args) -> int:
+    """`mgfn plot scores ROWS.npy [--gt GT]`: each row's score over its span (or 16-frame clip), events shaded."""
+    from mgfn.metrics import frame_scores, read_ground_truth
+
+    try:
+        rows = np.load(args.csv, allow_pickle=False).astype(np.float64).reshape(-1)       # [T]
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{args.csv}: not a readable .npy of row scores ({type(exc).__name__})") from None
+    vid = args.csv.stem
+    truth = read_ground_truth(args.gt, vid, 0) if args.gt else None
+    if truth is not None and truth.spans is not None:
+        frames = frame_scores(rows, spans=truth.spans, num_frames=len(truth.mask))              # [num_frames]
+    else:
+        frames = frame_scores(rows)                                                             # [16 * T]
+    events = None
+    if truth is not None:
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], truth.mask, [0]])))
+        events = [[int(a), int(b) - 1] for a, b in zip(edges[::2], edges[1::2])]       # inclusive frame ranges
+    print(report.plot_scores(frames, args.fps or 1.0, events, path=args.out or args.csv.with_suffix(".png"),
+                             title=vid, seconds=args.fps is not None))
     return 0

@@ -244,9 +244,10 @@ def run(config_path, stop_after: str | None = None, log=print) -> dict:
         labels = {v.video_id: v.label for v in videos}
         for s in score_rec["summaries"]:
             vid = s["video_id"]
-            mask = read_ground_truth(gt_dir, vid, labels.get(vid, 0))
+            truth = read_ground_truth(gt_dir, vid, labels.get(vid, 0))
+            mask = truth.mask if truth is not None else None
             with (scores_dir / f"{vid}.csv").open(newline="") as f:
-                frame = np.array([float(r["score"]) for r in csv.DictReader(f)])
+                frame = np.array([float(r["score"]) for r in csv.DictReader(f)])   # already spread over spans
             padded = np.zeros(len(frame), np.int8)                  # ground truth of every real frame
             if mask is not None:
                 padded[:min(len(frame), len(mask))] = mask[:len(frame)]

@@ -3,7 +3,8 @@
 Features come from the feature store (nothing is extracted twice) with the extractor, weights and preset the
 model was trained on, as recorded in the checkpoint; a mismatch is refused. Per video: `<id>.csv` (frame,
 time_s, score for every real frame), `<id>.json` (max score, segments above the threshold), a plot, and one
-`report.html` for the run.
+`report.html` for the run. A feature row's score covers its 16-frame clip, or its frame span where the feature
+store's record gives `spans` (rows that are not clips); the JSON then carries those spans.
 """
 from __future__ import annotations
 
@@ -28,11 +29,16 @@ class ScoredVideo:
     fps: float
     frame_scores: np.ndarray       # [num_frames]
     snippet_scores: np.ndarray     # [T]
+    spans: np.ndarray | None = None  # [T, 2] frames [a, b) of each row, when rows are not clips of `stride` frames
 
 
-def frame_scores_for(snippet_scores: np.ndarray, num_frames: int, stride: int = 16) -> np.ndarray:
+def frame_scores_for(snippet_scores: np.ndarray, num_frames: int, stride: int = 16, spans=None) -> np.ndarray:
     """One score per real frame: frame f takes the score of clip f // stride (frames past the last clip, as with
-    the `drop` tail, take the last clip's score)."""
+    the `drop` tail, take the last clip's score); with `spans`, the score of the row whose span holds it."""
+    if spans is not None:
+        from mgfn.metrics import frame_scores
+
+        return frame_scores(snippet_scores, spans=spans, num_frames=num_frames)
     idx = np.minimum(np.arange(num_frames) // stride, len(snippet_scores) - 1)
     return np.asarray(snippet_scores, dtype=np.float64)[idx]
 
@@ -64,7 +70,11 @@ def write_scores(out: Path, video: ScoredVideo, threshold: float, provenance: di
                "max_score": round(float(video.frame_scores.max()), 6), "threshold": threshold,
                "segments": anomalous_segments(video.frame_scores, video.fps, threshold),
                "random_weights": bool(provenance.get("random_weights"))}
-    (out / f"{video.video_id}.json").write_text(json.dumps(summary, indent=1))
+    if video.spans is not None:
+        summary["spans"] = np.asarray(video.spans).tolist()
+    tmp = out / f".{video.video_id}.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.replace(out / f"{video.video_id}.json")
     return summary
 
 
@@ -208,9 +218,11 @@ def score_videos(model, store, info: dict, videos: list[Path], out: Path, thresh
         with torch.no_grad():
             snippets = model.predict(torch.from_numpy(x.transpose(1, 0, 2)).unsqueeze(0).to(device))[0]
         snippets = snippets.float().cpu().numpy()
-        num_frames = int(record.get("num_frames") or stride * len(snippets))
+        spans = record.get("spans")                   # rows that are not `stride`-frame clips say which frames
+        num_frames = int(record.get("num_frames") or (spans[-1][1] if spans else stride * len(snippets)))
         fps = float(record.get("fps") or 25.0)
-        scored = ScoredVideo(vid, str(path), fps, frame_scores_for(snippets, num_frames, stride), snippets)
+        scored = ScoredVideo(vid, str(path), fps, frame_scores_for(snippets, num_frames, stride, spans), snippets,
+                             None if spans is None else np.asarray(spans))
         summary = write_scores(out, scored, threshold, provenance)
         plot_scores(scored.frame_scores, fps, path=out / f"{vid}.png", title=vid, threshold=threshold)
         summaries.append(summary)

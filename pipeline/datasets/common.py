@@ -2,6 +2,8 @@
 
 Feature files are found by video id in a feature folder (`<id>.npy`, `<id>_i3d.npy` or per-crop `<id>__0.npy`);
 RTFM-style lists hold the authors' absolute paths, so their entries are mapped by basename onto that folder.
+With `layout="sultani32"` the folder holds Sultani's 32-segment files instead (`segments.py`): they are converted
+into OUT/features/, and each test video's ground truth lists the frame span of every row.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class Video:
     mask: np.ndarray | None = None               # or a 0/1 mask per frame
     num_frames: int | None = None                # the annotation's frame count, when it gives one
     feature: Path | None = None                  # found in the feature folder
+    spans: list[list[int]] | None = None         # frames [a, b) of each feature row, when rows are not clips
 
 
 @dataclass
@@ -48,14 +51,18 @@ class Sources:
     train_list: Path | None = None
     test_list: Path | None = None
     config: dict = field(default_factory=dict)   # the dataset's `configs/datasets/*.yaml` settings
+    layout: str = "clips"                        # "clips" (one row per 16 frames) or "sultani32" (32 segments)
+    frame_counts: Path | None = None             # sultani32: the test videos' frame counts
 
 
 @dataclass
 class Report:
-    """What was written, and what did not fit: videos without features, ground truth off by more than a clip."""
+    """What was written, and what did not fit: videos without features (or, for segment features, test videos
+    without a frame count), ground truth off by more than a clip."""
 
     counts: dict[str, dict[int, int]] = field(default_factory=dict)
     missing_features: list[str] = field(default_factory=list)
+    missing_frame_counts: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
     no_truth: list[str] = field(default_factory=list)
 
@@ -132,7 +139,7 @@ def split_ids(src: "Sources", annotated_ids: list[str], missing: str) -> tuple[l
     elif src.root:
         train_ids = [video_id(p) for p in find_videos(src.root)]
     elif src.features:
-        train_ids = list(index_features(feature_folder(src.features)))
+        train_ids = list(_index(src.features, src.layout))
     else:
         train_ids = []
     return test_ids, train_ids
@@ -170,8 +177,11 @@ def glob_escape(name: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", name)
 
 
-def write_dataset(videos: list[Video], out: Path, link: str = "hard") -> Report:
-    """Write `out/train.csv`, `out/test.csv` (video_id,label,path,classes) and `out/gt/`, aligned to 16·T."""
+def write_dataset(videos: list[Video], out: Path, link: str = "hard", layout: str = "clips") -> Report:
+    """Write `out/train.csv`, `out/test.csv` (video_id,label,path,classes) and `out/gt/`, aligned to 16·T
+    (or, for segment features, to each video's frame count with the rows' spans)."""
+    from pipeline.datasets.segments import write_segment_features
+
     out = Path(out)
     (out / "gt").mkdir(parents=True, exist_ok=True)
     report = Report()
@@ -181,8 +191,14 @@ def write_dataset(videos: list[Video], out: Path, link: str = "hard") -> Report:
             if v.feature is None and any(x.feature is not None for x in videos):
                 report.missing_features.append(v.video_id)
                 continue
+            if layout == "sultani32" and split == "test" and v.spans is None:
+                report.missing_frame_counts.append(v.video_id)       # no spans, so no frame-level evaluation
+                continue
             rel = ""
-            if v.feature is not None:
+            if v.feature is not None and layout == "sultani32":
+                rel = f"features/{v.video_id}.npy"
+                write_segment_features(v.feature, out / rel)
+            elif v.feature is not None:
                 rel = _relative_feature(v.feature, out, link)
             rows.append((v.video_id, v.label, rel, "+".join(v.classes)))
             report.counts.setdefault(split, {0: 0, 1: 0})[v.label] += 1
@@ -209,8 +225,29 @@ def _relative_feature(feature: Path, out: Path, link: str) -> str:
     return f"features/{feature.name}"
 
 
+def _write_atomic(path: Path, write) -> None:
+    """write(file) into a temporary name, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
 def _write_truth(v: Video, gt: Path, report: Report) -> None:
-    """`<id>.npy` (a mask) or `<id>.json` (events), aligned to 16·T when the features are known."""
+    """`<id>.npy` (a mask) or `<id>.json` (events), aligned to 16·T when the features are known; with spans,
+    `<id>.json` for every test video (normal ones too: their frames count) with num_frames, events and spans."""
+    for stale in (gt / f"{v.video_id}.npy", gt / f"{v.video_id}.json"):
+        stale.unlink(missing_ok=True)
+    if v.spans is not None:
+        events = [[int(s), int(e)] for s, e in (v.events or [])]
+        if events and max(e for _, e in events) >= v.num_frames + FRAMES_PER_CLIP:
+            report.mismatches.append(f"{v.video_id}: an event ends at frame {max(e for _, e in events)}, "
+                                     f"the video has {v.num_frames} frames")
+        record = {"num_frames": int(v.num_frames), "events": events, "spans": v.spans}
+        _write_atomic(gt / f"{v.video_id}.json", lambda f: f.write((json.dumps(record) + "\n").encode()))
+        if v.label == 1 and not events:
+            report.no_truth.append(v.video_id)
+        return
     n_feat = FRAMES_PER_CLIP * load_features(v.feature).shape[0] if v.feature is not None else None
     own = len(v.mask) if v.mask is not None else v.num_frames
     if n_feat is not None:
@@ -220,25 +257,33 @@ def _write_truth(v: Video, gt: Path, report: Report) -> None:
         elif own is None and v.events and max(e for _, e in v.events) >= n_feat + FRAMES_PER_CLIP:
             report.mismatches.append(f"{v.video_id}: an event ends at frame {max(e for _, e in v.events)}, "
                                      f"features cover {n_feat} ({n_feat // FRAMES_PER_CLIP} clips)")
-    for stale in (gt / f"{v.video_id}.npy", gt / f"{v.video_id}.json"):
-        stale.unlink(missing_ok=True)
     if v.mask is not None:
         mask = np.asarray(v.mask, dtype=np.uint8).reshape(-1)
         if n_feat is not None:
             mask = mask[:n_feat] if len(mask) >= n_feat else np.pad(mask, (0, n_feat - len(mask)))
-        np.save(gt / f"{v.video_id}.npy", mask)
+        _write_atomic(gt / f"{v.video_id}.npy", lambda f: np.save(f, mask))
     elif v.events is not None:
         n = n_feat or own or (max((e for _, e in v.events), default=-1) + 1)
         events = [[int(s), int(e)] for s, e in v.events]
-        (gt / f"{v.video_id}.json").write_text(json.dumps({"num_frames": int(n), "events": events}) + "\n")
+        text = json.dumps({"num_frames": int(n), "events": events}) + "\n"
+        _write_atomic(gt / f"{v.video_id}.json", lambda f: f.write(text.encode()))
     elif v.label == 1:
         report.no_truth.append(v.video_id)
 
 
-def attach_features(videos: list[Video], features: Path | None) -> None:
+def _index(features: Path, layout: str) -> dict[str, Path]:
+    """video id -> feature file: `.npy` clip features, or (sultani32) segment files `.txt`/`.npy` at any depth."""
+    if layout == "sultani32":
+        from pipeline.datasets.segments import index_segment_files
+
+        return index_segment_files(features)
+    return index_features(feature_folder(features))
+
+
+def attach_features(videos: list[Video], features: Path | None, layout: str = "clips") -> None:
     """Set each video's feature file from the folder (by id, whatever path a list gave)."""
     if features is None:
         return
-    index = index_features(feature_folder(features))
+    index = _index(features, layout)
     for v in videos:
         v.feature = index.get(v.video_id)

@@ -2,6 +2,8 @@
 
 Annotation lines: `Abuse028_x264.mp4  Abuse  165  240  -1  -1` (two inclusive events, -1 where absent).
 RTFM lists: `ucf-i3d.list` (810 abnormal first, then 800 normal), `ucf-i3d-test.list` (290, 140 abnormal first).
+Features: clip features (`<id>.npy`, one row per 16 frames), or with `layout="sultani32"` Sultani's 32 C3D
+segments per video (`<id>.txt` or `.npy`), whose test videos need frame counts for their rows' spans (`segments.py`).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from mgfn.errors import InputError
 from pipeline.datasets.common import Sources, Video, attach_features, split_ids
+from pipeline.datasets.segments import attach_spans
 from pipeline.store import video_id
 
 CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "RoadAccidents", "Robbery",
@@ -56,7 +59,8 @@ def read_annotation(path: Path) -> list[AnnotatedVideo]:
 
 
 def load(src: Sources) -> list[Video]:
-    """Test split from the annotation (or test list), train split from the train list, videos or features."""
+    """Test split from the annotation (or test list), train split from the train list, videos or features;
+    with the sultani32 layout, test videos also get their rows' frame spans from `src.frame_counts`."""
     annotated = {a.video_id: a for a in read_annotation(src.annotation)} if src.annotation else {}
     test_ids, train_ids = split_ids(src, list(annotated),
                                     "ucf-crime: give --annotation Temporal_Anomaly_Annotation.txt or --test-list")
@@ -73,7 +77,9 @@ def load(src: Sources) -> list[Video]:
             continue
         cls = class_of(vid)
         videos.append(Video(vid, int(cls != "Normal"), "train", [cls] if cls != "Normal" else []))
-    attach_features(videos, src.features)
+    attach_features(videos, src.features, src.layout)
+    if src.layout == "sultani32":
+        attach_spans(videos, src.frame_counts)
     return videos
 
 

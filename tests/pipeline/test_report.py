@@ -36,6 +36,29 @@ def test_plot_scores_writes_a_png_with_events_and_threshold(tmp_path):
     png_size(plot_scores([], 25, path=tmp_path / "empty.png"))
 
 
+def test_plot_row_scores_spread_over_the_spans_of_the_ground_truth(tmp_path, capsys, monkeypatch):
+    from pipeline import report
+    from pipeline.cli import main as cli
+
+    np.save(tmp_path / "v.npy", np.array([0.1, 0.8, 0.3], np.float32))      # mgfn eval --scores-dir: one per row
+    (tmp_path / "gt.json").write_text('{"v": {"num_frames": 100, "events": [[20, 39]], '
+                                      '"spans": [[0, 20], [20, 40], [40, 90]]}}')
+    drawn = {}
+    real = report.plot_scores
+
+    def spy(frames, fps, events=None, **kw):
+        drawn.update(frames=np.asarray(frames), events=events)
+        return real(frames, fps, events, **kw)
+
+    monkeypatch.setattr(report, "plot_scores", spy)
+    assert cli(["plot", "scores", str(tmp_path / "v.npy"), "--gt", str(tmp_path / "gt.json")]) == 0
+    png_size(Path(capsys.readouterr().out.strip()))
+    np.testing.assert_allclose(drawn["frames"], np.repeat(np.float32([0.1, 0.8, 0.3]), [20, 20, 60]))
+    assert drawn["events"] == [[20, 39]]
+    assert cli(["plot", "scores", str(tmp_path / "v.npy"), "--out", str(tmp_path / "clips.png")]) == 0
+    assert len(drawn["frames"]) == 48 and drawn["events"] is None          # no ground truth: 16-frame clips
+
+
 def test_plot_training_curves_from_metrics_csv(tmp_path):
     metrics = tmp_path / "metrics.csv"
     with metrics.open("w", newline="") as f:

@@ -59,6 +59,22 @@ def final_outputs(ws: Path) -> dict:
     return out
 
 
+def test_score_spreads_rows_over_their_spans_and_records_them(tmp_path):
+    import numpy as np
+
+    from pipeline.score import ScoredVideo, frame_scores_for, write_scores
+
+    np.testing.assert_array_equal(frame_scores_for([0.1, 0.9], 35), [0.1] * 16 + [0.9] * 19)
+    spans = np.array([[0, 10], [10, 30]])
+    frames = frame_scores_for([0.1, 0.9], 35, spans=spans)
+    np.testing.assert_array_equal(frames, [0.1] * 10 + [0.9] * 25)      # frames after the last span: the last row
+    summary = write_scores(tmp_path, ScoredVideo("v", "v.mp4", 25.0, frames, np.array([0.1, 0.9]), spans), 0.5, {})
+    assert summary["spans"] == [[0, 10], [10, 30]]
+    assert json.loads((tmp_path / "v.json").read_text())["spans"] == [[0, 10], [10, 30]]
+    clips = write_scores(tmp_path, ScoredVideo("c", "c.mp4", 25.0, frames, np.array([0.1, 0.9])), 0.5, {})
+    assert "spans" not in clips and not list(tmp_path.glob(".*"))
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One uninterrupted run: (config path, workspace)."""

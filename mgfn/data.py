@@ -7,6 +7,7 @@ Everything is validated before training starts; each problem is one `InputError`
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,13 @@ class VideoEntry:
     video_id: str
     label: int
     path: Path            # a `[T, crops, D]` / `[T, D]` .npy file, or the `__0.npy` file of a per-crop set
+    member: str | None = None   # with a `.npz` path: the name of this video's array inside it
+
+    def load(self, mmap: bool = True) -> np.ndarray:
+        """This video's features `[T, crops, D]`."""
+        if self.member is not None:
+            return load_archived(self.path, self.member)
+        return load_features(self.path, mmap)
 
 
 def _resolve(root: Path, rel: str, list_file: Path, allow_outside: bool) -> Path:
@@ -39,31 +47,48 @@ def _label(value: str, where: str) -> int:
     return int(value)
 
 
-def read_csv_list(path, allow_outside: bool = False) -> list[VideoEntry]:
-    """Read `video_id,label,path` (a header row is optional; path defaults to `<video_id>.npy`)."""
+def read_csv_list(path, allow_outside: bool = False, features=None) -> list[VideoEntry]:
+    """Read `video_id,label[,path]`; path defaults to `<video_id>.npy` (or `features`, see `read_list`).
+
+    With a header row, only a column named `path` (or `features_path`) gives paths (`video_id,label,class` lists have none); without
+    one, the third column is the path. A path ending in `.npz` means the array named `<video_id>` inside it.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: list file not found")
     root = path.parent
-    entries, seen = [], set()
+    entries, seen, path_col = [], set(), 2
     with path.open(newline="") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
             if not row or not "".join(row).strip() or row[0].startswith("#"):
                 continue
             if lineno == 1 and row[0].strip().lower() == "video_id":
+                header = [c.strip().lower() for c in row]
+                path_col = next((header.index(c) for c in ("path", "features_path") if c in header), None)
                 continue
             if len(row) < 2:
                 raise InputError(f"{path}:{lineno}: expected video_id,label[,path], got {','.join(row)!r}")
             vid = row[0].strip()
             label = _label(row[1], f"{path}:{lineno}")
-            rel = row[2].strip() if len(row) > 2 and row[2].strip() else f"{vid}.npy"
+            rel = row[path_col].strip() if path_col is not None and len(row) > path_col else ""
             if vid in seen:
                 raise InputError(f"{path}:{lineno}: duplicate video_id {vid!r}")
             seen.add(vid)
-            entries.append(VideoEntry(vid, label, _resolve(root, rel, path, allow_outside)))
+            if features is not None:
+                entries.append(feature_entry(vid, label, Path(features)))
+                continue
+            file = _resolve(root, rel or f"{vid}.npy", path, allow_outside)
+            entries.append(VideoEntry(vid, label, file, vid if file.suffix.lower() == ".npz" else None))
     if not entries:
         raise InputError(f"{path}: the list is empty")
     return entries
+
+
+def feature_entry(video_id: str, label: int, features: Path) -> VideoEntry:
+    """A video's entry in a feature set given on its own: a folder of `<video_id>.npy` or one `.npz` archive."""
+    if features.suffix.lower() == ".npz":
+        return VideoEntry(video_id, label, features, video_id)
+    return VideoEntry(video_id, label, features / f"{video_id}.npy")
 
 
 def read_rtfm_list(path, n_abnormal: int | None = None, allow_outside: bool = True) -> list[VideoEntry]:
@@ -86,11 +111,19 @@ def read_rtfm_list(path, n_abnormal: int | None = None, allow_outside: bool = Tr
     return entries
 
 
-def read_list(path, n_abnormal: int | None = None, allow_outside: bool = False) -> list[VideoEntry]:
-    """Read a list by its extension: `.csv` (ours) or `.list`/`.txt` (RTFM)."""
+def read_list(path, n_abnormal: int | None = None, allow_outside: bool = False, features=None) -> list[VideoEntry]:
+    """Read a list by its extension: `.csv` (ours) or `.list`/`.txt` (RTFM).
+
+    `features` (a CSV list only): where every video's features are, instead of the list's paths: a folder of
+    `<video_id>.npy` files or one `.npz` archive holding an array per video id.
+    """
     path = Path(path)
+    if features is not None and not Path(features).exists():
+        raise InputError(f"{features}: feature folder or archive not found")
     if path.suffix.lower() == ".csv":
-        return read_csv_list(path, allow_outside)
+        return read_csv_list(path, allow_outside, features)
+    if features is not None:
+        raise InputError(f"{path}: --features works with CSV lists; an RTFM list names its own files")
     return read_rtfm_list(path, n_abnormal)
 
 
@@ -141,6 +174,30 @@ def load_features(path: Path, mmap: bool = True) -> np.ndarray:
     return arr
 
 
+@functools.lru_cache(maxsize=4)
+def _archive(path: Path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
+        raise InputError(f"{path}: not a readable .npz archive ({type(exc).__name__})") from None
+
+
+def load_archived(path: Path, member: str) -> np.ndarray:
+    """Array `member` of an `.npz` archive (a whole feature set in one file) as `[T, crops, D]` float32."""
+    archive = _archive(Path(path))
+    if member not in archive.files:
+        raise InputError(f"{path}: no array named {member!r}")
+    arr = archive[member]
+    if arr.dtype not in (np.float16, np.float32, np.float64):
+        raise InputError(f"{path}: {member} must be float16/32/64, got {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if arr.ndim == 2:
+        arr = arr[:, None, :]                                           # [T, 1, D]
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[2] < 1:
+        raise InputError(f"{path}: {member}: expected features [T, crops, D] or [T, D], got shape {tuple(arr.shape)}")
+    return arr
+
+
 def magnitude_channel(features: np.ndarray) -> np.ndarray:
     """L2 norm over the last axis (computed in float64, rounded to float32), kept as a trailing channel."""
     return np.sqrt(np.square(features, dtype=np.float64).sum(-1, keepdims=True)).astype(np.float32)
@@ -171,7 +228,7 @@ def inspect_entries(entries: list[VideoEntry], what: str) -> FeatureInfo:
     """Check every file (shape, dtype, one feature size and crop count) without reading the data."""
     info = None
     for e in entries:
-        arr = load_features(e.path)
+        arr = e.load()
         shape = FeatureInfo(arr.shape[2], arr.shape[1])
         if info is None:
             info, first = shape, e.path
@@ -191,7 +248,7 @@ class TrainingSet:
         n, c, d = len(entries), self.info.crops, self.info.feature_size
         self.data = torch.empty((n, c, segments, d + 1), dtype=dtype)
         for i, e in enumerate(entries):
-            pooled = pool_segments(load_features(e.path), segments)        # [S, crops, D]
+            pooled = pool_segments(e.load(), segments)        # [S, crops, D]
             x = np.concatenate([pooled, magnitude_channel(pooled)], axis=-1)
             self.data[i] = torch.from_numpy(x.transpose(1, 0, 2))          # [crops, S, D+1]
 
@@ -232,19 +289,19 @@ class TestSet:
     def __init__(self, entries: list[VideoEntry], cache_bytes: int = 2 << 30):
         self.entries = entries
         self.info = inspect_entries(entries, "test")
-        sizes = [int(np.prod(load_features(e.path).shape)) * 4 for e in entries]
+        sizes = [int(np.prod(e.load().shape)) * 4 for e in entries]
         self._cache = [None] * len(entries) if sum(sizes) <= cache_bytes else None
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def clip_counts(self) -> list[int]:
-        return [load_features(e.path).shape[0] for e in self.entries]
+        return [e.load().shape[0] for e in self.entries]
 
     def video(self, i: int) -> torch.Tensor:
         if self._cache is not None and self._cache[i] is not None:
             return self._cache[i]
-        feats = np.asarray(load_features(self.entries[i].path), dtype=np.float32)   # [T, crops, D]
+        feats = np.asarray(self.entries[i].load(), dtype=np.float32)   # [T, crops, D]
         x = np.concatenate([feats, magnitude_channel(feats)], axis=-1).transpose(1, 0, 2)
         x = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(0)                  # [1, crops, T, D+1]
         if self._cache is not None:

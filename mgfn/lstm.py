@@ -234,7 +234,7 @@ class ClipSequenceSet:
         self.entries, self.segments, self.max_clips = entries, segments, max_clips
         self.info: FeatureInfo = inspect_entries(entries, "training")
         self.labels = np.array([e.label for e in entries])
-        self.lengths = np.array([min(load_features(e.path).shape[0], max_clips) for e in entries])
+        self.lengths = np.array([min(e.load().shape[0], max_clips) for e in entries])
         size = int(self.lengths.sum()) * self.info.crops * self.info.feature_size * 4
         self._cache: list | None = [None] * len(entries) if size <= cache_bytes else None
         self.data = _Batches(self)
@@ -246,7 +246,7 @@ class ClipSequenceSet:
         """Video i as `[T', crops, D]` float32, T' = min(T, max_clips)."""
         if self._cache is not None and self._cache[i] is not None:
             return self._cache[i]
-        feats = load_features(self.entries[i].path)
+        feats = self.entries[i].load()
         if feats.shape[0] > self.max_clips:
             feats = pool_segments(feats, self.max_clips)
         feats = np.array(feats, dtype=np.float32)                # a copy: never a read-only memory map

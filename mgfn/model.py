@@ -18,6 +18,13 @@ from mgfn.features import center_clips, check_center
 from mgfn.lstm import TemporalEncoder, lstm_config
 
 
+# How temporal convolutions see past a video's first and last clip. The reference pads with zeros, so a clip near
+# either end sees zeros where its neighbours would be, unlike any clip inside: scores then depend on where a clip
+# sits (the demo's clips rose from the first clip to the sixth in normal videos too). "edge" repeats the end clip,
+# so a video whose clips are all alike gets one score at every position.
+PADDINGS = ("zeros", "edge")
+
+
 @dataclass
 class MGFNConfig:
     """Architecture of one MGFN; defaults are the reference's."""
@@ -37,6 +44,7 @@ class MGFNConfig:
     center: str = "none"                # "median": each clip less its video's usual clip (mgfn.features)
     center_scale: float = 1.0           # centred features times this; training sets it from its videos
     lstm: dict | None = None            # I3D-LSTM front end (mgfn.lstm.LSTMConfig fields); None = plain MGFN
+    padding: str = "zeros"              # temporal convs past a video's ends: "zeros" (reference) | "edge" (repeat it)
 
     def __post_init__(self):
         self.dims, self.depths = tuple(int(d) for d in self.dims), tuple(int(d) for d in self.depths)
@@ -49,6 +57,8 @@ class MGFNConfig:
         if self.select_by not in ("magnitude", "score"):
             raise ValueError(f"select_by must be magnitude or score, got {self.select_by!r}")
         check_center(self.center)
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
         if any(d % self.dim_head for d in self.dims):
             raise ValueError(f"every width in {self.dims} must be a multiple of dim_head={self.dim_head}")
         if self.lstm is not None:
@@ -60,6 +70,8 @@ class MGFNConfig:
             del out["lstm"]
         if out["center"] == "none":             # likewise for a model that takes its features as they come
             del out["center"], out["center_scale"]
+        if out["padding"] == "zeros":
+            del out["padding"]
         return out
 
 
@@ -73,11 +85,21 @@ def pointwise(conv: nn.Conv1d, x):
     return F.linear(x, conv.weight.squeeze(-1), conv.bias)
 
 
-def temporal(conv: nn.Conv1d, x):
-    """A k-tap Conv1d (zero padding k//2) applied to `[N, T, C_in]` -> `[N, T, C_out]`."""
+def edge_index(t: int, before: int, after: int, device=None):
+    """Time indices `[-before, t + after)` clamped to `[0, t)`: the end clips repeated (edge padding)."""
+    return torch.arange(-before, t + after, device=device).clamp(0, t - 1)
+
+
+def temporal(conv: nn.Conv1d, x, padding: str = "zeros"):
+    """A k-tap Conv1d (padding k//2, zeros or the end clips repeated) applied to `[N, T, C_in]` -> `[N, T, C_out]`."""
     k, pad, out = conv.kernel_size[0], conv.padding[0], conv.out_channels
     n, t, _ = x.shape
     z = F.linear(x, conv.weight.permute(2, 0, 1).reshape(k * out, -1)).view(n, t, k, out)   # tap j of x[t]
+    if padding == "edge":                      # y[t] = sum_j z[clamp(t + j - pad), j]
+        taps = torch.arange(k, device=x.device)
+        rows = (torch.arange(t, device=x.device)[:, None] + taps - pad).clamp(0, t - 1)      # [T, k]
+        y = z[:, rows, taps].sum(2)                                                           # [N, T, C_out]
+        return y + conv.bias if conv.bias is not None else y
     y = z[:, :, pad]
     for j in range(k):                         # y[t] = sum_j w_j x[t + j - pad] = sum_j z[t + j - pad, j]
         shift = j - pad
@@ -141,9 +163,9 @@ class FocusBlock(nn.Module):
     per slot; that equals one depthwise conv whose kernel for channel j is the kernel of head j mod h.
     """
 
-    def __init__(self, dim: int, heads: int, dim_head: int = 64, kernel: int = 5):
+    def __init__(self, dim: int, heads: int, dim_head: int = 64, kernel: int = 5, padding: str = "zeros"):
         super().__init__()
-        self.heads, self.dim_head = heads, dim_head
+        self.heads, self.dim_head, self.padding = heads, dim_head, padding
         self.norm = nn.BatchNorm1d(dim)
         self.to_v = nn.Conv1d(dim, heads * dim_head, 1, bias=False)
         self.rel_pos = nn.Conv1d(heads, heads, kernel, padding=kernel // 2, groups=heads)
@@ -154,7 +176,10 @@ class FocusBlock(nn.Module):
         v = pointwise(self.to_v, self.norm(x.reshape(n * t, d)).view(n, t, d))   # [N, T, h*dh]
         weight = self.rel_pos.weight[:, 0].repeat(self.dim_head, 1)  # [dh*h, k]: channel j -> head j % h
         k, pad = weight.shape[1], self.rel_pos.padding[0]
-        padded = F.pad(v, (0, 0, pad, k - 1 - pad))                  # [N, T + k - 1, h*dh]
+        if self.padding == "edge":
+            padded = v[:, edge_index(t, pad, k - 1 - pad, v.device)]  # [N, T + k - 1, h*dh]
+        else:
+            padded = F.pad(v, (0, 0, pad, k - 1 - pad))
         out = self.rel_pos.bias.repeat(self.dim_head) + sum(padded[:, j:j + t] * weight[:, j] for j in range(k))
         return pointwise(self.to_out, out)
 
@@ -162,14 +187,15 @@ class FocusBlock(nn.Module):
 class MGFNLayer(nn.Module):
     """Three residual steps: full temporal conv, the stage's block, feed-forward."""
 
-    def __init__(self, dim: int, block: nn.Module, ff_mult: int, ff_dropout: float):
+    def __init__(self, dim: int, block: nn.Module, ff_mult: int, ff_dropout: float, padding: str = "zeros"):
         super().__init__()
+        self.padding = padding
         self.conv = nn.Conv1d(dim, dim, 3, padding=1)
         self.block = block
         self.ff = FeedForward(dim, ff_mult, ff_dropout)
 
     def forward(self, x):                                           # [N, T, d]
-        x = temporal(self.conv, x) + x
+        x = temporal(self.conv, x, self.padding) + x
         x = self.block(x) + x
         return self.ff(x) + x
 
@@ -194,9 +220,10 @@ class Stage(nn.Module):
         def block():
             if block_type == "glance":
                 return GlanceBlock(dim, heads, cfg.dim_head)
-            return FocusBlock(dim, heads, cfg.dim_head, cfg.focus_kernel)
+            return FocusBlock(dim, heads, cfg.dim_head, cfg.focus_kernel, cfg.padding)
 
-        self.layers = nn.ModuleList(MGFNLayer(dim, block(), cfg.ff_mult, cfg.ff_dropout) for _ in range(depth))
+        self.layers = nn.ModuleList(MGFNLayer(dim, block(), cfg.ff_mult, cfg.ff_dropout, cfg.padding)
+                                    for _ in range(depth))
         self.transition = Transition(dim, next_dim) if next_dim is not None else None
 
     def forward(self, x):
@@ -208,15 +235,16 @@ class Stage(nn.Module):
 class FeatureAmplification(nn.Module):
     """FAM: features and their magnitude embedded by two temporal convs, summed with the magnitude scaled."""
 
-    def __init__(self, feature_size: int, dim: int, mag_ratio: float):
+    def __init__(self, feature_size: int, dim: int, mag_ratio: float, padding: str = "zeros"):
         super().__init__()
-        self.feature_size, self.mag_ratio = feature_size, mag_ratio
+        self.feature_size, self.mag_ratio, self.padding = feature_size, mag_ratio, padding
         self.to_tokens = nn.Conv1d(feature_size, dim, 3, padding=1)
         self.to_mag = nn.Conv1d(1, dim, 3, padding=1)
 
     def forward(self, x):                                           # [N, T, D+1] -> [N, T, d0]
         features, magnitude = x[..., : self.feature_size], x[..., self.feature_size:]
-        return temporal(self.to_tokens, features) + self.mag_ratio * temporal(self.to_mag, magnitude)
+        return (temporal(self.to_tokens, features, self.padding)
+                + self.mag_ratio * temporal(self.to_mag, magnitude, self.padding))
 
 
 class Head(nn.Module):
@@ -251,7 +279,7 @@ class MGFN(nn.Module):
         self.config = cfg
         self.frontend = TemporalEncoder(cfg.feature_size, lstm_config(cfg.lstm)) if cfg.lstm is not None else None
         fam_in = self.frontend.out_size if self.frontend is not None else cfg.feature_size
-        self.fam = FeatureAmplification(fam_in, cfg.dims[0], cfg.mag_ratio)
+        self.fam = FeatureAmplification(fam_in, cfg.dims[0], cfg.mag_ratio, cfg.padding)
         next_dims = list(cfg.dims[1:]) + [None]
         self.stages = nn.ModuleList(
             Stage(d, depth, t, nd, cfg) for d, depth, t, nd in zip(cfg.dims, cfg.depths, cfg.block_types, next_dims)

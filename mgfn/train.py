@@ -242,15 +242,18 @@ class MetricsLog:
 
 
 def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resume: bool = False,
-                 provenance: dict | None = None, progress: bool = True, log=print, checkpoints: bool = True) -> dict:
+                 provenance: dict | None = None, progress: bool = True, log=print, checkpoints: bool = True,
+                 features=None) -> dict:
     """Validate everything, then train `cfg.epochs` epochs (continuing from last.pt with resume).
 
+    The lists are files (`read_list`; `features`: where their videos' features are) or lists of `VideoEntry`.
     `checkpoints=False` writes metrics only (benchmarks over many seeds): no last.pt/best.pt, so no resume.
     """
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
-    train_entries = read_list(train_list, n_abnormal=cfg.n_abnormal)
-    test_entries = read_list(test_list)
+    train_entries = (train_list if isinstance(train_list, list)
+                     else read_list(train_list, n_abnormal=cfg.n_abnormal, features=features))
+    test_entries = test_list if isinstance(test_list, list) else read_list(test_list, features=features)
     labels = np.array([e.label for e in train_entries])
     # Fail before any pooling when the batch cannot be filled.
     for label, name in ((0, "normal"), (1, "abnormal")):
@@ -363,7 +366,10 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
 def add_arguments(parser) -> None:
     parser.add_argument("--train", required=True, help="training list: CSV video_id,label,path or an RTFM .list")
     parser.add_argument("--test", required=True, help="test list (CSV or RTFM .list)")
-    parser.add_argument("--gt", required=True, help="ground-truth folder of <video_id>.npy masks or <video_id>.json events")
+    parser.add_argument("--gt", required=True, help="ground truth: a folder of <video_id>.npy masks or <video_id>.json "
+                                                    "events, or one JSON {video_id: {num_frames, events, spans}}")
+    parser.add_argument("--features", help="where the lists' videos' features are, instead of their paths: a folder of "
+                                           "<video_id>.npy or one .npz with an array per video id")
     parser.add_argument("--out", required=True, help="run folder: config.yaml, last.pt, best.pt, metrics.csv, tb/")
     parser.add_argument("--config", help="YAML of training settings (configs/train/*.yaml)")
     parser.add_argument("--recipe", choices=tuple(RECIPES),
@@ -420,7 +426,7 @@ def main(args) -> int:
     if args.seeds:
         return train_seeds(args, cfg, parse_seeds(args.seeds), provenance, progress)
     summary = run_training(args.train, args.test, args.gt, args.out, cfg, resume=args.resume,
-                           provenance=provenance, progress=progress)
+                           provenance=provenance, progress=progress, features=args.features)
     print(f"best epoch {summary['best_epoch']} ({summary['selection']}): {summary['best_value']:.4f}; "
           f"checkpoints in {summary['run_dir']}")
     return 0
@@ -444,7 +450,7 @@ def train_seeds(args, cfg: TrainConfig, seeds: list[int], provenance, progress: 
     for seed in seeds:
         run_cfg = TrainConfig(**{**asdict(cfg), "seed": seed})
         summary = run_training(args.train, args.test, args.gt, out / f"seed_{seed}", run_cfg, resume=args.resume,
-                               provenance=provenance, progress=progress)
+                               provenance=provenance, progress=progress, features=args.features)
         with (out / f"seed_{seed}" / "metrics.csv").open(newline="") as f:
             best_test = max(float(r[cfg.metric]) for r in csv.DictReader(f))
         rows.append({"seed": seed, "final": summary["final"][cfg.metric], "best_on_test": best_test,

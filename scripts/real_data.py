@@ -1,0 +1,152 @@
+#!/usr/bin/env python
+"""Real-data benchmark: training recipes on real UCF-Crime features, scored frame by frame with each row's span.
+
+Reads `../shared/data/ucf_crime_c3d` as it is (features.npz, train.csv, test.csv, gt.json: 244 training and 43
+test videos, C3D, 32 segments each; its README). Trains every recipe with every seed for `--epochs` epochs and
+prints, per recipe: the final epoch's frame ROC-AUC, AP and AUC inside abnormal videos only (mean ± std over
+seeds), the best epoch on the test set (optimistic: chosen on the test set), the epoch a held-out validation split
+picks (with `--select val`: each run then trains on 80 % of the training videos), the seeds whose scores
+collapsed, seconds per epoch, and the yardsticks (a video-level oracle, random scores). Then one JSON line.
+Runs go to `--jobs` worker processes (one thread each).
+
+    .venv/bin/python scripts/real_data.py --recipes default,mil,reference --seeds 0-4
+    .venv/bin/python scripts/real_data.py --recipes default --seeds 0-4 --select val
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from mgfn.data import TestSet, read_list  # noqa: E402
+from mgfn.metrics import align_ground_truth, evaluate_scores  # noqa: E402
+from mgfn.train import TrainConfig, parse_seeds, run_training  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "ucf_crime_c3d"
+
+# Each recipe is TrainConfig settings on top of `mgfn train`'s own defaults (so "default" is exactly what a user
+# gets). "default-X" takes one setting of the default back out (docs/training.md, leave-one-out table).
+RECIPES = {
+    "default": {},
+    "reference": {"recipe": "reference"},
+    "mil": {"model_type": "mil"},
+}
+
+
+def dataset(data: Path) -> dict:
+    """The set's lists as `VideoEntry` lists read from its `.npz`, and its ground truth (one JSON file)."""
+    for name in ("features.npz", "train.csv", "test.csv", "gt.json"):
+        if not (data / name).is_file():
+            raise SystemExit(f"real_data.py: {data / name} not found (the real set lives in ../shared/data/ucf_crime_c3d)")
+    npz = data / "features.npz"
+    return {"train": read_list(data / "train.csv", features=npz), "test": read_list(data / "test.csv", features=npz),
+            "gt": data / "gt.json"}
+
+
+def train_one(job: dict) -> dict:
+    """One (recipe, seed) run in a worker process; returns its per-epoch metrics."""
+    import torch
+    torch.set_num_threads(job["threads"])
+    data = dataset(Path(job["data"]))
+    cfg = TrainConfig(**job["config"])
+    run = Path(job["run_dir"])
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = run_training(data["train"], data["test"], data["gt"], run, cfg, progress=False,
+                               log=lambda *_: None, checkpoints=False)
+    with (run / "metrics.csv").open(newline="") as f:
+        rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    return {"recipe": job["recipe"], "seed": job["seed"], "epochs": rows, "collapsed": summary["collapsed"],
+            "s": time.perf_counter() - t0}
+
+
+def yardsticks(data: dict, draws: int = 20) -> dict:
+    """Frame AUC of a video-level oracle (every frame scored with its video's label) and of random row scores."""
+    test = data["test"]
+    rows = TestSet(test).clip_counts()
+    truth = align_ground_truth(data["gt"], [e.video_id for e in test], [e.label for e in test], rows)
+    oracle = evaluate_scores([np.full(t, float(e.label)) for e, t in zip(test, rows)], truth)
+    rng = np.random.default_rng(0)
+    random = [evaluate_scores([rng.random(t) for t in rows], truth)["auc"] for _ in range(draws)]
+    return {"oracle_auc": oracle["auc"], "random_auc_mean": float(np.mean(random)), "random_auc_std": float(np.std(random))}
+
+
+def summarise(recipe: str, runs: list[dict], select_val: bool) -> dict:
+    """mean ± std over seeds of the final epoch's metrics, the best-on-test and the validation-selected AUC."""
+    final = {k: np.array([r["epochs"][-1][k] for r in runs]) for k in ("auc", "ap", "auc_abnormal")}
+    best = np.array([max(e["auc"] for e in r["epochs"]) for r in runs])
+    row = {"recipe": recipe, "seeds": [r["seed"] for r in runs],
+           **{f"{k}_mean": float(v.mean()) for k, v in final.items()},
+           **{f"{k}_std": float(v.std()) for k, v in final.items()},
+           "auc_per_seed": [round(float(a), 4) for a in final["auc"]],
+           "best_on_test_mean": float(best.mean()),
+           "collapsed": [r["seed"] for r in runs if r["collapsed"]],
+           "s_per_epoch": float(np.mean([e["train_s"] for r in runs for e in r["epochs"]]))}
+    if select_val:    # the first epoch with the highest validation AUC, as `mgfn train --select val` keeps it
+        val = np.array([r["epochs"][int(np.argmax([e["val_auc"] for e in r["epochs"]]))]["auc"] for r in runs])
+        row["val_selected_mean"], row["val_selected_std"] = float(val.mean()), float(val.std())
+    return row
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", type=Path, default=DATA, help="the real set's folder")
+    p.add_argument("--recipes", default="default,mil,reference", help=f"comma list of {', '.join(RECIPES)}")
+    p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,3,7")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--select", choices=("last", "val"), default="last",
+                   help="val: hold out 20 %% of the training videos and report the epoch they pick too")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (one thread each)")
+    p.add_argument("--out", type=Path, help="keep the runs' metrics.csv here (default: a temporary folder)")
+    args = p.parse_args()
+    recipes = args.recipes.split(",")
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        p.error(f"unknown recipes {unknown}; known: {', '.join(RECIPES)}")
+    seeds = parse_seeds(args.seeds)
+    sticks = yardsticks(dataset(args.data))
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.out or Path(tmp)
+        jobs = [{"recipe": r, "seed": s, "data": str(args.data), "threads": 1,
+                 "run_dir": str(root / f"{r}-seed{s}"),
+                 "config": {"epochs": args.epochs, "seed": s, "device": "cpu", "select": args.select, **RECIPES[r]}}
+                for r in recipes for s in seeds]
+        with ProcessPoolExecutor(max(1, args.jobs)) as pool:
+            runs = list(pool.map(train_one, jobs))
+    wall = time.perf_counter() - t0
+
+    print(f"{'recipe':24s} {'frame AUC':>15s} {'AP':>13s} {'AUC abnormal':>15s} {'best-on-test':>12s} "
+          f"{'val-selected':>15s}  collapsed  s/epoch")
+    results = []
+    for recipe in recipes:
+        row = summarise(recipe, [r for r in runs if r["recipe"] == recipe], args.select == "val")
+        results.append(row)
+        val = f"{row['val_selected_mean']:.3f} ± {row['val_selected_std']:.3f}" if "val_selected_mean" in row else "-"
+        print(f"{recipe:24s} {row['auc_mean']:.3f} ± {row['auc_std']:.3f}  {row['ap_mean']:.3f} ± {row['ap_std']:.3f}  "
+              f"{row['auc_abnormal_mean']:.3f} ± {row['auc_abnormal_std']:.3f}  {row['best_on_test_mean']:12.3f} "
+              f"{val:>15s}  {len(row['collapsed'])}/{len(seeds):<7d}  {row['s_per_epoch']:.2f}")
+    print(f"{'video-level oracle':24s} {sticks['oracle_auc']:.4f}")
+    print(f"{'random row scores':24s} {sticks['random_auc_mean']:.3f} ± {sticks['random_auc_std']:.3f}")
+    print(f"# {len(runs)} runs ({args.epochs} epochs, final epoch unless said) in {wall:.0f} s with {args.jobs} jobs",
+          file=sys.stderr)
+    print(json.dumps({"select": args.select, "epochs": args.epochs, "seeds": seeds, "wall_s": round(wall, 1),
+                      "yardsticks": sticks, "recipes": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +176,8 @@ def load_features(path: Path, mmap: bool = True) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _archive(path: Path):
+def _archive(path: Path, pid: int):
+    """The open archive, one per process: a forked worker must not share the parent's file offset."""
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
@@ -184,7 +186,7 @@ def _archive(path: Path):
 
 def load_archived(path: Path, member: str) -> np.ndarray:
     """Array `member` of an `.npz` archive (a whole feature set in one file) as `[T, crops, D]` float32."""
-    archive = _archive(Path(path))
+    archive = _archive(Path(path), os.getpid())
     if member not in archive.files:
         raise InputError(f"{path}: no array named {member!r}")
     arr = archive[member]
@@ -252,13 +254,23 @@ class TrainingSet:
             x = np.concatenate([pooled, magnitude_channel(pooled)], axis=-1)
             self.data[i] = torch.from_numpy(x.transpose(1, 0, 2))          # [crops, S, D+1]
 
+    prepared = False    # True once `prepare` has applied the model's input transforms to `data`
+
     def indices(self, label: int) -> np.ndarray:
         return np.flatnonzero(self.labels == label)
 
     def videos(self):
-        """Each video's pooled segments `[crops, segments, D]`, without the magnitude channel."""
+        """Each video's pooled segments `[crops, segments, D]`, without the magnitude channel (as read)."""
+        if self.prepared:
+            raise RuntimeError("videos() reads the features as they came, before prepare()")
         for i in range(len(self.entries)):
             yield self.data[i, ..., :-1]
+
+    @torch.no_grad()
+    def prepare(self, transform, chunk: int = 64) -> None:
+        """Replace `data` by `transform(data)` (a model's per-video input transforms), a few videos at a time."""
+        self.data = torch.cat([transform(self.data[i:i + chunk]) for i in range(0, len(self.data), chunk)])
+        self.prepared = True
 
 
 class PairedBatches:

@@ -25,13 +25,35 @@ import torch
 
 from mgfn.lstm import ClipSequences
 
-CENTERS = ("none", "median")
+CENTERS = ("none", "median", "context")
+NORMALIZATIONS = ("none", "l2")
 TYPICAL_DEVIATION = 0.3
 
 
-def check_center(center: str) -> None:
+def check_center(center: str, normalize: str = "none") -> None:
     if center not in CENTERS:
         raise ValueError(f"center must be one of {', '.join(CENTERS)}, got {center!r}")
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
+
+
+def input_size(feature_size: int, center: str) -> int:
+    """Channels the first layer sees (without the magnitude): `center: context` puts the usual clip beside each clip."""
+    return 2 * feature_size if center == "context" else feature_size
+
+
+def l2_normalize(features):
+    """Each clip `[..., D]` divided by its L2 norm (a clip of zeros stays zeros)."""
+    return features / features.norm(p=2, dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def normalize_clips(video):
+    """`[V, crops, T, D+1]` -> each clip L2-normalised, the magnitude channel recomputed; a `ClipSequences` batch: its
+    clips likewise (padding stays zero)."""
+    if isinstance(video, ClipSequences):
+        return video._replace(clips=l2_normalize(video.clips))
+    features = l2_normalize(video[..., :-1])
+    return torch.cat([features, features.norm(p=2, dim=-1, keepdim=True)], dim=-1)
 
 
 def usual_clip(x, dim: int):
@@ -45,26 +67,37 @@ def usual_clip(x, dim: int):
     return m
 
 
-def center_clips(video, scale: float = 1.0):
+def center_clips(video, scale: float = 1.0, context: bool = False):
     """`[V, crops, T, D+1]` (features + magnitude) -> the same with each video's usual clip (per crop, over T)
-    subtracted from the features, times `scale`, and the magnitude recomputed; a `ClipSequences` batch: its clips
-    likewise, over each video's own length (padding stays zero)."""
+    subtracted from the features, times `scale`, and the magnitude recomputed from them; with `context`, the usual
+    clip (times `scale`) beside every clip: `[V, crops, T, 2D+1]`. A `ClipSequences` batch: its clips likewise, over
+    each video's own length (padding stays zero)."""
     if isinstance(video, ClipSequences):
-        clips = video.clips.clone()
+        v, crops, length, d = video.clips.shape
+        clips = video.clips.new_zeros((v, crops, length, input_size(d, "context" if context else "median")))
         for i, n in enumerate(int(n) for n in video.lengths):
-            clips[i, :, :n] = (clips[i, :, :n] - usual_clip(clips[i, :, :n], 1)) * scale
+            x = video.clips[i, :, :n]
+            u = usual_clip(x, 1)
+            clips[i, :, :n, :d] = (x - u) * scale
+            if context:
+                clips[i, :, :n, d:] = u.expand_as(x) * scale
         return video._replace(clips=clips)
     features = video[..., :-1]
-    features = (features - usual_clip(features, 2)) * scale
-    return torch.cat([features, features.norm(p=2, dim=-1, keepdim=True)], dim=-1)
+    usual = usual_clip(features, 2)
+    centred = (features - usual) * scale
+    parts = [centred, usual.expand_as(features) * scale] if context else [centred]
+    return torch.cat([*parts, centred.norm(p=2, dim=-1, keepdim=True)], dim=-1)
 
 
-def deviation_scale(videos) -> float:
-    """`center_scale` for `videos` (each `[crops, T, D]`): TYPICAL_DEVIATION / the median over all clips of the root
-    mean square over channels of (clip - its video's usual clip); 1.0 when no clip deviates at all."""
+def deviation_scale(videos, normalize: str = "none") -> float:
+    """`center_scale` for `videos` (each `[crops, T, D]`, normalised first as the model will): TYPICAL_DEVIATION /
+    the median over all clips of the root mean square over channels of (clip - its video's usual clip); 1.0 when
+    no clip deviates at all."""
     rms = []
     for x in videos:
         x = torch.as_tensor(x, dtype=torch.float32)
+        if normalize == "l2":
+            x = l2_normalize(x)
         rms.append(((x - usual_clip(x, 1)).norm(dim=-1) / math.sqrt(x.shape[-1])).flatten())
     typical = float(torch.cat(rms).median()) if rms else 0.0
     return float(f"{TYPICAL_DEVIATION / typical:.6g}") if typical > 0 else 1.0

@@ -171,9 +171,10 @@ def segment_matrix(lengths, segments: int, max_len: int) -> torch.Tensor:
 class TemporalEncoder(nn.Module):
     """LayerNorm over the I3D channels, then an LSTM along the clips of each crop: `[N, T, D]` -> `[N, T, H]`."""
 
-    def __init__(self, feature_size: int, cfg: LSTMConfig):
+    def __init__(self, feature_size: int, cfg: LSTMConfig, magnitude_size: int | None = None):
         super().__init__()
         self.cfg = cfg
+        self.magnitude_size = magnitude_size or feature_size   # leading channels the magnitude is measured on
         # I3D features are post-ReLU with norms in the tens: normalised, the gates do not start saturated. Their
         # magnitude is not lost: it reaches MGFN through the magnitude channel (see forward).
         self.norm = nn.LayerNorm(feature_size)
@@ -216,7 +217,7 @@ class TemporalEncoder(nn.Module):
         h = self.encode(x, lengths)                                                    # [V*crops, L, H]
         pool = segment_matrix(batch.lengths, batch.segments, length).to(x)             # [V, S, L]
         pool = pool.repeat_interleave(crops, dim=0)                                    # [V*crops, S, L]
-        magnitude = torch.bmm(pool, x).norm(dim=-1, keepdim=True)                      # [V*crops, S, 1]
+        magnitude = torch.bmm(pool, x[..., :self.magnitude_size]).norm(dim=-1, keepdim=True)  # [V*crops, S, 1]
         return torch.cat([torch.bmm(pool, h), magnitude], dim=-1)                      # [V*crops, S, H+1]
 
 
@@ -238,6 +239,11 @@ class ClipSequenceSet:
         size = int(self.lengths.sum()) * self.info.crops * self.info.feature_size * 4
         self._cache: list | None = [None] * len(entries) if size <= cache_bytes else None
         self.data = _Batches(self)
+
+    prepared = False    # clip sequences are read per batch: the model transforms each batch itself
+
+    def prepare(self, transform) -> None:
+        """Nothing to do once: batches are read per iteration (TrainingSet.prepare transforms its fixed data)."""
 
     def indices(self, label: int) -> np.ndarray:
         return np.flatnonzero(self.labels == label)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mgfn.features import center_clips, check_center
+from mgfn.features import center_clips, check_center, input_size, normalize_clips
 
 
 @dataclass
@@ -23,11 +23,12 @@ class MILConfig:
     dropout: float = 0.6
     center: str = "none"           # "median": each clip less its video's usual clip (mgfn.features)
     center_scale: float = 1.0      # centred features times this; training sets it from its videos
+    normalize: str = "none"        # "l2": each clip divided by its norm first
     type: str = "mil"
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
-        check_center(self.center)
+        check_center(self.center, self.normalize)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -45,20 +46,27 @@ class MILRanking(nn.Module):
     def __init__(self, config: MILConfig | None = None, **overrides):
         super().__init__()
         self.config = cfg = config or MILConfig(**overrides)
-        layers, width = [], cfg.feature_size
+        layers, width = [], input_size(cfg.feature_size, cfg.center)
         for h in cfg.hidden:
             layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(cfg.dropout)]
             width = h
         self.mlp = nn.Sequential(*layers, nn.Linear(width, 1))
 
-    def predict(self, video):
-        """Crop-averaged segment scores `[V, T]`."""
+    def prepare_inputs(self, video):
+        """The per-video input transforms (mgfn.features), as MGFN.prepare_inputs."""
+        if self.config.normalize == "l2":
+            video = normalize_clips(video)
         if self.config.center != "none":
-            video = center_clips(video, self.config.center_scale)
-        return torch.sigmoid(self.mlp(video[..., : self.config.feature_size])).squeeze(-1).mean(1)
+            video = center_clips(video, self.config.center_scale, context=self.config.center == "context")
+        return video
 
-    def forward(self, video, n_normal: int | None = None) -> MILOutput:
-        scores = self.predict(video)                                  # [V, T]
+    def predict(self, video, prepared: bool = False):
+        """Crop-averaged segment scores `[V, T]`."""
+        video = video if prepared else self.prepare_inputs(video)
+        return torch.sigmoid(self.mlp(video[..., :-1])).squeeze(-1).mean(1)
+
+    def forward(self, video, n_normal: int | None = None, prepared: bool = False) -> MILOutput:
+        scores = self.predict(video, prepared)                        # [V, T]
         n = video.shape[0] // 2 if n_normal is None else n_normal
         return MILOutput(scores[:n].max(1, keepdim=True).values, scores[n:].max(1, keepdim=True).values,
                          scores.unsqueeze(-1))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mgfn.features import center_clips, check_center
+from mgfn.features import center_clips, check_center, input_size, normalize_clips
 from mgfn.lstm import TemporalEncoder, lstm_config
 
 
@@ -43,6 +43,7 @@ class MGFNConfig:
     ff_dropout: float = 0.0
     center: str = "none"                # "median": each clip less its video's usual clip (mgfn.features)
     center_scale: float = 1.0           # centred features times this; training sets it from its videos
+    normalize: str = "none"             # "l2": each clip divided by its norm first (mgfn.features)
     lstm: dict | None = None            # I3D-LSTM front end (mgfn.lstm.LSTMConfig fields); None = plain MGFN
     padding: str = "zeros"              # temporal convs past a video's ends: "zeros" (reference) | "edge" (repeat it)
 
@@ -56,7 +57,7 @@ class MGFNConfig:
             raise ValueError(f"block types must be glance/focus (gb/fb), got {self.block_types}")
         if self.select_by not in ("magnitude", "score"):
             raise ValueError(f"select_by must be magnitude or score, got {self.select_by!r}")
-        check_center(self.center)
+        check_center(self.center, self.normalize)
         if self.padding not in PADDINGS:
             raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
         if any(d % self.dim_head for d in self.dims):
@@ -72,6 +73,8 @@ class MGFNConfig:
             del out["center"], out["center_scale"]
         if out["padding"] == "zeros":
             del out["padding"]
+        if out["normalize"] == "none":
+            del out["normalize"]
         return out
 
 
@@ -277,8 +280,9 @@ class MGFN(nn.Module):
         super().__init__()
         cfg = config or MGFNConfig(**overrides)
         self.config = cfg
-        self.frontend = TemporalEncoder(cfg.feature_size, lstm_config(cfg.lstm)) if cfg.lstm is not None else None
-        fam_in = self.frontend.out_size if self.frontend is not None else cfg.feature_size
+        clip_size = input_size(cfg.feature_size, cfg.center)         # what a clip is after centring (mgfn.features)
+        self.frontend = TemporalEncoder(clip_size, lstm_config(cfg.lstm), cfg.feature_size) if cfg.lstm else None
+        fam_in = self.frontend.out_size if self.frontend is not None else clip_size
         self.fam = FeatureAmplification(fam_in, cfg.dims[0], cfg.mag_ratio, cfg.padding)
         next_dims = list(cfg.dims[1:]) + [None]
         self.stages = nn.ModuleList(
@@ -287,37 +291,49 @@ class MGFN(nn.Module):
         self.head = Head(cfg.dims[-1])
         self.selection_dropout = nn.Dropout(cfg.dropout_rate)
 
-    def forward_features(self, video):
+    def forward_features(self, video, prepared: bool = False):
         """`[V, crops, T, D+1]` -> (features `[V*crops, T, d]`, scores `[V*crops, T, 1]`).
 
         With the LSTM front end `video` may also be a `mgfn.lstm.ClipSequences` training batch (pooled after the LSTM).
+        `prepared`: `video` already went through `prepare_inputs` (training prepares its fixed videos once).
         """
-        x = self.encode_clips(video)                               # [V*crops, T, C+1]
+        x = self.encode_clips(video, prepared)                     # [V*crops, T, C+1]
         x = self.fam(x)                                            # [V*crops, T, d0]
         for stage in self.stages:
             x = stage(x)                                           # [V*crops, T, d_last]
         return self.head(x)
 
-    def encode_clips(self, video):
-        """What feature amplification sees: `[V, crops, T, D+1]` -> `[V*crops, T, C+1]`, the clips centred (with
-        `center: median`) and, with the LSTM front end, its outputs (C = its width) beside the magnitude."""
-        v, crops, t, c = video.shape
+    def prepare_inputs(self, video):
+        """The per-video input transforms (mgfn.features): `[V, crops, T, D+1]` -> `[V, crops, T, C+1]`, the clips
+        L2-normalised and centred as configured (C = 2D with `center: context`); a ClipSequences batch likewise."""
+        c = video.shape[-1]
         if c != self.config.feature_size + 1:
             raise ValueError(f"expected {self.config.feature_size + 1} channels (features + magnitude), got {c}")
+        if self.config.normalize == "l2":
+            video = normalize_clips(video)
         if self.config.center != "none":
-            video = center_clips(video, self.config.center_scale)
+            video = center_clips(video, self.config.center_scale, context=self.config.center == "context")
+        return video
+
+    def encode_clips(self, video, prepared: bool = False):
+        """What feature amplification sees: `[V, crops, T, D+1]` -> `[V*crops, T, C+1]`: the clips normalised and
+        centred as configured (mgfn.features; C = 2D with `center: context`) and, with the LSTM front end, its
+        outputs (C = its width) beside the magnitude."""
+        if not prepared:
+            video = self.prepare_inputs(video)
+        v, crops, t, _ = video.shape
         if self.frontend is not None:
             return self.frontend(video)                            # LSTM outputs + the (centred) I3D magnitude
-        return video.reshape(v * crops, t, c)
+        return video.reshape(v * crops, t, video.shape[-1])
 
-    def predict(self, video):
+    def predict(self, video, prepared: bool = False):
         """Crop-averaged snippet scores `[V, T]` without top-k selection (scoring any number of videos)."""
-        _, scores = self.forward_features(video)
+        _, scores = self.forward_features(video, prepared)
         return scores.view(video.shape[0], video.shape[1], -1).mean(1)
 
-    def forward(self, video, n_normal: int | None = None) -> MGFNOutput:
+    def forward(self, video, n_normal: int | None = None, prepared: bool = False) -> MGFNOutput:
         v, crops, t, _ = video.shape
-        features, crop_scores = self.forward_features(video)
+        features, crop_scores = self.forward_features(video, prepared)
         return select_topk(features, crop_scores, v, crops, self.config.k, self.selection_dropout, n_normal,
                            by_score=self.config.select_by == "score")
 

@@ -42,12 +42,15 @@ def logit_spread(scores) -> float:
 
 
 # Training recipes: settings a config leaves out come from its recipe. "reference" is exactly the published MGFN
-# recipe; "default" is what the small-data benchmark supports (README "Training recipes", scripts/small_data.py).
+# recipe; "default" is what the real-data benchmark supports (docs/training.md, scripts/real_data.py): clips
+# L2-normalised, each centred on its video's usual clip with that usual clip beside it (center: context), temporal
+# convolutions that repeat a video's end clips instead of padding with zeros; and from the small-data benchmark
+# (scripts/small_data.py) a narrow MGFN with feed-forward dropout, top-k by score, no contrastive terms, lr 1e-4.
 RECIPES = {
     "reference": {"lr": 1e-3, "weight_decay": 5e-4, "shuffle": False, "model": {}, "loss": {}},
     "default": {"lr": 1e-4, "weight_decay": 5e-4, "shuffle": True,
-                "model": {"select_by": "score", "center": "median", "dims": [32, 64, 128], "dim_head": 32,
-                          "ff_dropout": 0.3},
+                "model": {"select_by": "score", "normalize": "l2", "center": "context", "padding": "edge",
+                          "dims": [32, 64, 128], "dim_head": 32, "ff_dropout": 0.3},
                 "loss": {"w_contrastive": 0.0}},
 }
 WIDTH = ("dims", "dim_head")   # filled together: a config that sets either keeps the other's model default
@@ -170,7 +173,7 @@ def train_one_epoch(model, optimizer, data: TrainingSet, batches, loss_fn, devic
     for normal, abnormal in tqdm(batches, desc="train", unit="it", disable=not progress, leave=False):
         x = data.data[np.concatenate([normal, abnormal])].to(device, non_blocking=True)   # [2B, crops, S, D+1]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-            out = model(x, n_normal=len(normal))
+            out = model(x, n_normal=len(normal), prepared=data.prepared)
         out = type(out)(*(t.float() for t in out))
         terms = loss_fn(out)
         optimizer.zero_grad(set_to_none=True)
@@ -188,7 +191,7 @@ def validation_auc(model, data: TrainingSet, val_idx: np.ndarray, device) -> flo
     scores = []
     for i in range(0, len(val_idx), 16):
         x = data.data[val_idx[i:i + 16]].to(device)
-        scores.extend(model.predict(x).max(dim=1).values.float().cpu().tolist())
+        scores.extend(model.predict(x, prepared=data.prepared).max(dim=1).values.float().cpu().tolist())
     return video_auc(data.labels[val_idx], scores)
 
 
@@ -278,7 +281,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
 
     model_cfg = {**cfg.model, "feature_size": data.info.feature_size}
     if model_cfg.get("center", "none") != "none" and "center_scale" not in model_cfg:
-        model_cfg["center_scale"] = deviation_scale(data.videos())    # recorded in every checkpoint
+        model_cfg["center_scale"] = deviation_scale(data.videos(), model_cfg.get("normalize", "none"))  # in checkpoints
     seed_everything(cfg.seed)
     if cfg.model_type == "mil":
         model = MILRanking(MILConfig(**model_cfg)).to(device)
@@ -287,6 +290,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
         model = MGFN(MGFNConfig(**model_cfg)).to(device)
         loss_cfg, crops = cfg.loss_config(), data.info.crops
         loss_fn = lambda out: mgfn_loss(out, crops, loss_cfg)  # noqa: E731
+    data.prepare(model.prepare_inputs)     # normalising and centring fixed videos once, not every iteration
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, best, metrics = 0, {"epoch": 0, "value": -math.inf}, {}
     last = run_dir / "last.pt"

@@ -41,6 +41,10 @@ RECIPES = {
     "default": {},
     "reference": {"recipe": "reference"},
     "mil": {"model_type": "mil"},
+    "default-l2": {"model": {"normalize": "none"}},        # clips as they come
+    "default-context": {"model": {"center": "median"}},    # centred, without the usual clip beside them
+    "default-center": {"model": {"center": "none"}},       # neither centred nor the usual clip: L2-normalised only
+    "default-edge": {"model": {"padding": "zeros"}},       # the reference's zero padding
 }
 
 

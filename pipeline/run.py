@@ -257,18 +257,39 @@ def run(config_path, stop_after: str | None = None, log=print) -> dict:
             starts = np.flatnonzero(np.diff(np.concatenate([[0], mask, [0]])) == 1)
             ends = np.flatnonzero(np.diff(np.concatenate([[0], mask, [0]])) == -1) - 1
             events[vid] = [[int(a), int(b)] for a, b in zip(starts, ends)]
-        frame_auc = None
-        if masks and 0 < np.concatenate(masks).mean() < 1:
-            from sklearn.metrics import roc_auc_score
-
-            frame_auc = float(roc_auc_score(np.concatenate(masks), np.concatenate(preds)))
+        quality = localisation(masks, preds)
         write_report(report_path, report_entries(scores_dir, score_rec["summaries"], events),
                      score_rec["provenance"], title=f"mgfn run: {cfg.name}", threshold=threshold)
-        rec = stages.finish("report", digest, report=str(report_path), frame_auc=frame_auc)
-        log(f"[report] {report_path}" + (f" (frame AUC {frame_auc:.3f} on {len(masks)} videos)" if frame_auc else ""))
+        rec = stages.finish("report", digest, report=str(report_path), **quality)
+        note = ""
+        if quality["frame_auc"] is not None:
+            note = f" (frame AUC {quality['frame_auc']:.3f} on {len(masks)} videos"
+            if quality["frame_auc_abnormal"] is not None:
+                note += f"; {quality['frame_auc_abnormal']:.3f} inside the abnormal ones"
+            note += ")"
+        log(f"[report] {report_path}{note}")
     else:
         log(f"[report] done before: {rec['report']}")
     return rec
+
+
+def localisation(masks: list[np.ndarray], preds: list[np.ndarray], clip: int = 16) -> dict:
+    """How well frame scores find the events: frame AUC over all videos, frame AUC over the frames of the videos
+    that have events (pooled: does the curve rise on the event, not just in abnormal videos), and the position
+    gap, the normal videos' mean score at clip 0 less that at clip 5 (scores should not depend on where a clip is)."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {"frame_auc": None, "frame_auc_abnormal": None, "position_gap": None}
+    if masks and 0 < np.concatenate(masks).mean() < 1:
+        out["frame_auc"] = float(roc_auc_score(np.concatenate(masks), np.concatenate(preds)))
+    abnormal = [i for i, m in enumerate(masks) if 0 < m.mean() < 1]
+    if abnormal:
+        out["frame_auc_abnormal"] = float(roc_auc_score(np.concatenate([masks[i] for i in abnormal]),
+                                                        np.concatenate([preds[i] for i in abnormal])))
+    normal = [p for m, p in zip(masks, preds) if m.max(initial=0) == 0 and len(p) > 5 * clip]
+    if normal:
+        out["position_gap"] = float(np.mean([p[0] for p in normal]) - np.mean([p[5 * clip] for p in normal]))
+    return out
 
 
 def add_arguments(parser) -> None:

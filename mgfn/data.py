@@ -303,6 +303,19 @@ class TestSet:
         self.info = inspect_entries(entries, "test")
         sizes = [int(np.prod(e.load().shape)) * 4 for e in entries]
         self._cache = [None] * len(entries) if sum(sizes) <= cache_bytes else None
+        self._transform = None
+
+    @property
+    def prepared(self) -> bool:
+        """True when `video` returns the videos through a model's input transforms (see `prepare`)."""
+        return self._transform is not None
+
+    def prepare(self, transform) -> None:
+        """Cache each video through `transform` (a model's per-video input transforms) when the set fits in memory:
+        training scores the same test videos every epoch. Larger sets stay as read; the model transforms them."""
+        if self._cache is not None:
+            self._transform = transform
+            self._cache = [None] * len(self.entries)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -316,6 +329,9 @@ class TestSet:
         feats = np.asarray(self.entries[i].load(), dtype=np.float32)   # [T, crops, D]
         x = np.concatenate([feats, magnitude_channel(feats)], axis=-1).transpose(1, 0, 2)
         x = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(0)                  # [1, crops, T, D+1]
+        if self._transform is not None:
+            with torch.no_grad():
+                x = self._transform(x)
         if self._cache is not None:
             self._cache[i] = x
         return x

@@ -26,7 +26,7 @@ def predict(model, test_set: TestSet, device="cpu", progress: bool = False) -> l
     out = []
     for i in tqdm(range(len(test_set)), desc="eval", unit="video", disable=not progress, leave=False):
         x = test_set.video(i).to(device)
-        out.append(model.predict(x)[0].float().cpu().numpy())
+        out.append(model.predict(x, prepared=test_set.prepared)[0].float().cpu().numpy())
     return out
 
 

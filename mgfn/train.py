@@ -43,13 +43,13 @@ def logit_spread(scores) -> float:
 
 # Training recipes: settings a config leaves out come from its recipe. "reference" is exactly the published MGFN
 # recipe; "default" is what the real-data benchmark supports (docs/training.md, scripts/real_data.py): clips
-# L2-normalised, each centred on its video's usual clip with that usual clip beside it (center: context), temporal
-# convolutions that repeat a video's end clips instead of padding with zeros; and from the small-data benchmark
-# (scripts/small_data.py) a narrow MGFN with feed-forward dropout, top-k by score, no contrastive terms, lr 1e-4.
+# L2-normalised, each centred on its video's usual clip with that usual clip beside it (center: context); and, from
+# the small-data benchmark (scripts/small_data.py), a narrow MGFN with feed-forward dropout, top-k by score, no
+# contrastive terms, lr 1e-4.
 RECIPES = {
     "reference": {"lr": 1e-3, "weight_decay": 5e-4, "shuffle": False, "model": {}, "loss": {}},
     "default": {"lr": 1e-4, "weight_decay": 5e-4, "shuffle": True,
-                "model": {"select_by": "score", "normalize": "l2", "center": "context", "padding": "edge",
+                "model": {"select_by": "score", "normalize": "l2", "center": "context",
                           "dims": [32, 64, 128], "dim_head": 32, "ff_dropout": 0.3},
                 "loss": {"w_contrastive": 0.0}},
 }
@@ -291,6 +291,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
         loss_cfg, crops = cfg.loss_config(), data.info.crops
         loss_fn = lambda out: mgfn_loss(out, crops, loss_cfg)  # noqa: E731
     data.prepare(model.prepare_inputs)     # normalising and centring fixed videos once, not every iteration
+    test_set.prepare(model.prepare_inputs)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, best, metrics = 0, {"epoch": 0, "value": -math.inf}, {}
     last = run_dir / "last.pt"

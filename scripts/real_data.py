@@ -44,7 +44,9 @@ RECIPES = {
     "default-l2": {"model": {"normalize": "none"}},        # clips as they come
     "default-context": {"model": {"center": "median"}},    # centred, without the usual clip beside them
     "default-center": {"model": {"center": "none"}},       # neither centred nor the usual clip: L2-normalised only
-    "default-edge": {"model": {"padding": "zeros"}},       # the reference's zero padding
+    "default+edge": {"model": {"padding": "edge"}},        # end clips repeated instead of zero padding
+    "default+wd5e-3": {"weight_decay": 5e-3},
+    "default+epochs30": {"epochs": 30},
 }
 
 

@@ -7,7 +7,7 @@ import torch
 
 from helpers import write_csv, write_features
 from mgfn.data import (PairedBatches, TrainingSet, load_features, magnitude_channel, pool_segments, read_csv_list,
-                       read_rtfm_list)
+                       read_list, read_rtfm_list)
 from mgfn.errors import InputError
 
 
@@ -111,3 +111,29 @@ def test_paired_batches_shuffle_is_a_function_of_the_generator():
     assert [list(n) + list(a) for n, a in ordered] == [[0, 1, 4, 5], [2, 3, 6, 7]]
     with pytest.raises(InputError, match="fewer than the batch size"):
         PairedBatches(np.arange(2), np.arange(5), batch_size=3)
+
+
+def test_a_feature_set_in_one_npz_archive_is_read_by_video_id(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"a": rng.random((32, 8)).astype(np.float16), "b.1": rng.random((32, 8)).astype(np.float16)}
+    np.savez_compressed(tmp_path / "features.npz", **arrays)
+    (tmp_path / "train.csv").write_text("video_id,label,class\na,1,Abuse\nb.1,0,Normal\n")   # no path column
+    entries = read_list(tmp_path / "train.csv", features=tmp_path / "features.npz")
+    assert [(e.video_id, e.label, e.member) for e in entries] == [("a", 1, "a"), ("b.1", 0, "b.1")]
+    assert entries[1].load().shape == (32, 1, 8) and entries[1].load().dtype == np.float32
+    np.testing.assert_array_equal(entries[0].load()[:, 0], arrays["a"].astype(np.float32))
+    (tmp_path / "listed.csv").write_text("video_id,label,path\na,1,features.npz\n")          # a path to the archive
+    assert read_list(tmp_path / "listed.csv")[0].load().shape == (32, 1, 8)
+    (tmp_path / "missing.csv").write_text("video_id,label\nzz,1\n")
+    with pytest.raises(InputError, match="no array named 'zz'"):
+        read_list(tmp_path / "missing.csv", features=tmp_path / "features.npz")[0].load()
+    with pytest.raises(InputError, match="not found"):
+        read_list(tmp_path / "train.csv", features=tmp_path / "nowhere.npz")
+
+
+def test_features_folder_replaces_the_lists_paths(tmp_path):
+    (tmp_path / "feats").mkdir()
+    np.save(tmp_path / "feats" / "v1.npy", np.ones((4, 1, 3), np.float32))
+    (tmp_path / "list.csv").write_text("v1,1,elsewhere/v1.npy\n")
+    entry = read_list(tmp_path / "list.csv", features=tmp_path / "feats")[0]
+    assert entry.path == tmp_path / "feats" / "v1.npy" and entry.load().shape == (4, 1, 3)

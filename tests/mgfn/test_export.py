@@ -10,6 +10,7 @@ import torch
 
 from helpers import make_split
 from mgfn.data import load_features, read_list
+from mgfn.features import input_size
 from pipeline.cli import main as cli
 
 
@@ -78,7 +79,8 @@ def test_export_resumes_and_refuses_other_checkpoints_and_plain_models(trained, 
     plain = tmp_path / "plain.pt"
     ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("frontend.")}
     ckpt["model_config"] = {k: v for k, v in ckpt["model_config"].items() if k != "lstm"}
-    ckpt["model"]["fam.to_tokens.weight"] = torch.zeros(32, 16, 3)
+    clip_size = input_size(16, ckpt["model_config"].get("center", "none"))   # 16-d features, centred as trained
+    ckpt["model"]["fam.to_tokens.weight"] = torch.zeros(32, clip_size, 3)
     torch.save(ckpt, plain)
     assert export(split, other, out) == 2
     assert export(split, plain, tmp_path / "x") == 2

@@ -1,4 +1,5 @@
-"""`center: median`: each video's clips less its usual clip, inside MGFN and the MIL baseline."""
+"""Input transforms inside MGFN and the MIL baseline: `center: median` (each video's clips less its usual clip),
+`center: context` (and the usual clip beside them), `normalize: l2`, and inputs prepared once for training."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,9 @@ import pytest
 import torch
 
 from mgfn.checkpoint import load_model, save_checkpoint
-from mgfn.data import TrainingSet, read_list
-from mgfn.features import TYPICAL_DEVIATION, center_clips, deviation_scale
+from mgfn.data import TestSet, TrainingSet, read_list
+from mgfn.features import (TYPICAL_DEVIATION, center_clips, deviation_scale, input_size, normalize_clips,
+                           usual_clip)
 from mgfn.lstm import ClipSequences
 from mgfn.mil import MILConfig, MILRanking
 from mgfn.model import MGFN, MGFNConfig
@@ -118,6 +120,63 @@ def test_training_records_the_scale_of_its_own_videos(tmp_path):
     run_training(paths["train"], paths["test"], paths["gt"], tmp_path / "run", cfg, progress=False,
                  log=lambda *_: None)
     model, ckpt = load_model(tmp_path / "run" / "last.pt")
-    expected = deviation_scale(TrainingSet(read_list(paths["train"])).videos())
-    assert ckpt["model_config"]["center"] == "median"
+    expected = deviation_scale(TrainingSet(read_list(paths["train"])).videos(), normalize="l2")
+    assert ckpt["model_config"]["center"] == "context" and ckpt["model_config"]["normalize"] == "l2"
     assert model.config.center_scale == pytest.approx(expected) and expected > 10   # L2 features: small deviations
+
+
+def test_context_puts_the_scaled_usual_clip_beside_each_centred_clip():
+    rng = np.random.default_rng(3)
+    feats = torch.from_numpy(rng.random((2, 3, 9, 6)).astype(np.float32))          # [V, crops, T, D]
+    plain = center_clips(with_magnitude(feats), scale=2.0)
+    out = center_clips(with_magnitude(feats), scale=2.0, context=True)
+    assert out.shape == (2, 3, 9, 13) and input_size(6, "context") == 12
+    assert torch.equal(out[..., :6], plain[..., :6]) and torch.equal(out[..., -1], plain[..., -1])
+    usual = usual_clip(feats, 2) * 2.0
+    assert torch.allclose(out[..., 6:12], usual.expand(-1, -1, 9, -1))
+
+
+def test_context_of_clip_sequences_equals_that_of_the_pooled_tensor_on_each_videos_length():
+    rng = np.random.default_rng(4)
+    clips = torch.from_numpy(rng.random((2, 1, 7, 5)).astype(np.float32))
+    clips[1, :, 4:] = 0                                                             # video 1: 4 clips, then padding
+    batch = ClipSequences(clips, torch.tensor([7, 4]), 32)
+    out = center_clips(batch, scale=0.5, context=True).clips
+    assert out.shape == (2, 1, 7, 10) and torch.equal(out[1, :, 4:], torch.zeros(1, 3, 10))
+    one = center_clips(with_magnitude(clips[1:, :, :4]), scale=0.5, context=True)[..., :-1]
+    assert torch.allclose(out[1:, :, :4], one)
+
+
+def test_l2_normalisation_gives_unit_clips_and_leaves_zero_clips_alone():
+    feats = torch.tensor([[[[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]]]])                 # [1, 1, 3, 2]
+    out = normalize_clips(with_magnitude(feats))
+    assert torch.allclose(out[..., :2], torch.tensor([[[[0.6, 0.8], [0.0, 0.0], [1.0, 0.0]]]]))
+    assert torch.allclose(out[..., 2], torch.tensor([[[1.0, 0.0, 1.0]]]))
+    assert deviation_scale([feats[0] * 7], normalize="l2") == pytest.approx(deviation_scale([feats[0]], normalize="l2"))
+
+
+@pytest.mark.parametrize("model_type", ["mgfn", "mil"])
+def test_inputs_prepared_once_score_as_inputs_prepared_on_the_fly(model_type):
+    torch.manual_seed(0)
+    cfg = {"feature_size": 12, "center": "context", "normalize": "l2", "center_scale": 3.0}
+    model = (MGFN(MGFNConfig(**cfg, **NARROW)) if model_type == "mgfn" else MILRanking(MILConfig(**cfg))).eval()
+    video = with_magnitude(torch.rand(2, 2, 10, 12))
+    with torch.no_grad():
+        direct = model.predict(video)
+        prepared = model.predict(model.prepare_inputs(video), prepared=True)
+    assert torch.allclose(direct, prepared, atol=1e-6)
+
+
+def test_training_and_test_sets_keep_their_videos_prepared(tmp_path):
+    paths = make_dataset(tmp_path / "data", SynthConfig(train_normal=2, train_abnormal=2, test_normal=1,
+                                                        test_abnormal=1, feature_size=8, seed=5))
+    model = MGFN(MGFNConfig(feature_size=8, center="context", normalize="l2", **NARROW)).eval()
+    train, test = TrainingSet(read_list(paths["train"])), TestSet(read_list(paths["test"]))
+    raw_train, raw_test = train.data.clone(), test.video(0)
+    train.prepare(model.prepare_inputs)
+    test.prepare(model.prepare_inputs)
+    assert train.prepared and test.prepared
+    assert torch.allclose(train.data, model.prepare_inputs(raw_train))
+    assert torch.allclose(test.video(0), model.prepare_inputs(raw_test))
+    with pytest.raises(RuntimeError):
+        next(train.videos())

@@ -1,11 +1,12 @@
-"""Model shapes for any crop count, feature size and T; losses' pairing options."""
+"""Model shapes for any crop count, feature size and T; losses' pairing options; padding at a video's ends."""
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mgfn.losses import LossConfig, mgfn_loss, same_class_pairs
-from mgfn.model import MGFN, MGFNConfig
+from mgfn.model import MGFN, MGFNConfig, temporal
 
 SMALL = dict(dims=(32, 64, 128), depths=(1, 1, 1), dim_head=32)
 
@@ -57,3 +58,27 @@ def test_loss_forms_differ_only_in_smoothness_and_sparsity():
     for key in ("bce", "con", "con_n", "con_a"):
         assert float(head[key].detach()) == float(rtfm[key].detach())
     assert float(head["sparse"]) != float(rtfm["sparse"])
+
+
+def test_edge_padding_is_a_convolution_over_the_end_clips_repeated():
+    torch.manual_seed(1)
+    conv = torch.nn.Conv1d(6, 4, 5, padding=2)
+    x = torch.randn(2, 9, 6)                                                       # [N, T, C]
+    expected = F.conv1d(F.pad(x.transpose(1, 2), (2, 2), mode="replicate"), conv.weight, conv.bias).transpose(1, 2)
+    torch.testing.assert_close(temporal(conv, x, "edge"), expected)
+    torch.testing.assert_close(temporal(conv, x), conv(x.transpose(1, 2)).transpose(1, 2))
+
+
+def test_with_edge_padding_a_video_of_one_repeated_clip_scores_alike_everywhere():
+    """Zero padding makes a clip's score depend on its distance to the video's ends (the demo's old ramp)."""
+    torch.manual_seed(0)
+    clip = torch.rand(1, 1, 1, 16).expand(1, 2, 10, 16)
+    video = torch.cat([clip, clip.norm(dim=-1, keepdim=True)], dim=-1)            # [1, crops, T, D+1]
+    with torch.no_grad():
+        edge = MGFN(MGFNConfig(feature_size=16, padding="edge", **SMALL)).eval().predict(video)
+        zeros = MGFN(MGFNConfig(feature_size=16, **SMALL)).eval().predict(video)
+    assert float(edge.max() - edge.min()) < 1e-5
+    assert float(zeros.max() - zeros.min()) > 1e-3
+    assert "padding" not in MGFNConfig().to_dict() and MGFNConfig(padding="edge").to_dict()["padding"] == "edge"
+    with pytest.raises(ValueError, match="padding"):
+        MGFNConfig(padding="reflect")

@@ -69,14 +69,15 @@ def test_unknown_recipe_is_one_line_error():
         TrainConfig(recipe="fancy")
 
 
-def test_default_recipe_centres_features_in_a_narrow_mgfn():
+def test_default_recipe_centres_normalised_features_beside_their_context_in_a_narrow_mgfn():
     model = TrainConfig().model
-    assert model["center"] == "median" and model["select_by"] == "score"
+    assert model["center"] == "context" and model["normalize"] == "l2" and model["select_by"] == "score"
+    assert model.get("padding", "zeros") == "zeros"
     assert MGFNConfig(**model).dims == (32, 64, 128)
 
 
 def test_width_is_filled_as_a_unit():
     cfg = TrainConfig(model={"dims": [64, 128, 1024]})     # the reference's widths, with its dim_head
     assert "dim_head" not in cfg.model and MGFNConfig(**cfg.model).dim_head == 64
-    assert cfg.model["center"] == "median"                  # the rest of the recipe still applies
+    assert cfg.model["center"] == "context"                 # the rest of the recipe still applies
     assert "dims" not in TrainConfig(model={"dim_head": 16}).model

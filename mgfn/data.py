@@ -298,6 +298,8 @@ class PairedBatches:
 class TestSet:
     """Full-length test videos `[1, crops, T, D+1]` with raw-clip magnitudes; cached in memory when small."""
 
+    __test__ = False    # a name pytest would otherwise try to collect from test modules that import it
+
     def __init__(self, entries: list[VideoEntry], cache_bytes: int = 2 << 30):
         self.entries = entries
         self.info = inspect_entries(entries, "test")

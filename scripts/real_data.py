@@ -60,19 +60,39 @@ def dataset(data: Path) -> dict:
             "gt": data / "gt.json"}
 
 
+def finished(run: Path, config: dict) -> dict | None:
+    """A run kept in `--out` by an earlier call with the same settings and all its epochs: its result, else None."""
+    try:
+        same = json.loads((run / "job.json").read_text()) == config
+        with (run / "metrics.csv").open(newline="") as f:
+            rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        summary = json.loads((run / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not same or len(rows) != config["epochs"]:
+        return None
+    return {"epochs": rows, "collapsed": summary["collapsed"], "s": 0.0}
+
+
 def train_one(job: dict) -> dict:
-    """One (recipe, seed) run in a worker process; returns its per-epoch metrics."""
+    """One (recipe, seed) run in a worker process (or its result from an earlier call); its per-epoch metrics."""
     import torch
     torch.set_num_threads(job["threads"])
+    run = Path(job["run_dir"])
+    done = finished(run, job["config"])
+    if done is not None:
+        return {"recipe": job["recipe"], "seed": job["seed"], **done}
     data = dataset(Path(job["data"]))
     cfg = TrainConfig(**job["config"])
-    run = Path(job["run_dir"])
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         summary = run_training(data["train"], data["test"], data["gt"], run, cfg, progress=False,
                                log=lambda *_: None, checkpoints=False)
     with (run / "metrics.csv").open(newline="") as f:
         rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    tmp = run / ".job.json.tmp"                                   # what `finished` compares a later call with
+    tmp.write_text(json.dumps(job["config"]))
+    tmp.replace(run / "job.json")
     return {"recipe": job["recipe"], "seed": job["seed"], "epochs": rows, "collapsed": summary["collapsed"],
             "s": time.perf_counter() - t0}
 
@@ -98,7 +118,7 @@ def summarise(recipe: str, runs: list[dict], select_val: bool) -> dict:
            "auc_per_seed": [round(float(a), 4) for a in final["auc"]],
            "best_on_test_mean": float(best.mean()),
            "collapsed": [r["seed"] for r in runs if r["collapsed"]],
-           "s_per_epoch": float(np.mean([e["train_s"] for r in runs for e in r["epochs"]]))}
+           "s_per_epoch": float(np.mean([e["train_s"] for r in runs for e in r["epochs"]]))}   # as first trained
     if select_val:    # the first epoch with the highest validation AUC, as `mgfn train --select val` keeps it
         val = np.array([r["epochs"][int(np.argmax([e["val_auc"] for e in r["epochs"]]))]["auc"] for r in runs])
         row["val_selected_mean"], row["val_selected_std"] = float(val.mean()), float(val.std())
@@ -115,7 +135,8 @@ def main() -> int:
     p.add_argument("--select", choices=("last", "val"), default="last",
                    help="val: hold out 20 %% of the training videos and report the epoch they pick too")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (one thread each)")
-    p.add_argument("--out", type=Path, help="keep the runs' metrics.csv here (default: a temporary folder)")
+    p.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder); a later call with "
+                                             "the same --out reuses every finished run with the same settings")
     args = p.parse_args()
     recipes = args.recipes.split(",")
     unknown = [r for r in recipes if r not in RECIPES]

@@ -30,13 +30,16 @@ from mgfn.train import TrainConfig, run_training  # noqa: E402
 
 # Each recipe is TrainConfig settings. "ref+X" changes one thing of the reference recipe; "default-X" takes one
 # of the default's changes back out. "default_v1" is the default before features were centred (no centring, the
-# reference's width, no feed-forward dropout).
+# reference's width, no feed-forward dropout); "default_v2" the default chosen on these synthetic sets (centred on
+# the usual clip, features as they come), which the tables in docs/training.md call `default`.
 DEFAULT_DEVIATION = features.TYPICAL_DEVIATION
 REFERENCE_WIDTH = {"dims": [64, 128, 1024], "dim_head": 64}
 RECIPES = {
     "reference": {"recipe": "reference"},
     "default": {"recipe": "default"},
-    "default_v1": {"recipe": "default", "model": {"center": "none", "ff_dropout": 0.0, **REFERENCE_WIDTH}},
+    "default_v1": {"recipe": "default", "model": {"center": "none", "normalize": "none", "ff_dropout": 0.0,
+                                                  **REFERENCE_WIDTH}},
+    "default_v2": {"recipe": "default", "model": {"center": "median", "normalize": "none"}},
     "mil": {"model_type": "mil"},
     "mil_lr1e-3": {"model_type": "mil", "lr": 1e-3},
     "mil+median": {"model_type": "mil", "model": {"center": "median"}},
@@ -65,6 +68,12 @@ RECIPES = {
     "default+deviation0.1": {"recipe": "default", "typical_deviation": 0.1},
     "default+deviation1": {"recipe": "default", "typical_deviation": 1.0},
 }
+# The leave-one-out rows were measured on default_v2 and stay relative to it, so docs/training.md's tables
+# reproduce; the current default's own synthetic check is the plain "default" row.
+for _name, _recipe in RECIPES.items():
+    if _name.startswith(("default-", "default+")):
+        _recipe["model"] = {**RECIPES["default_v2"]["model"], **_recipe.get("model", {})}
+
 VARIANTS = {"raw-1crop": (1, False), "l2-1crop": (1, True), "raw-10crop": (10, False), "l2-10crop": (10, True),
             "raw-z-1crop": (1, False), "l2-z-1crop": (1, True),   # -z-: z-scored with training-set statistics
             "raw-c-1crop": (1, False), "l2-c-1crop": (1, True),   # -c-: files less each video's mean clip

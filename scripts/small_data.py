@@ -40,6 +40,7 @@ RECIPES = {
     "default_v1": {"recipe": "default", "model": {"center": "none", "normalize": "none", "ff_dropout": 0.0,
                                                   **REFERENCE_WIDTH}},
     "default_v2": {"recipe": "default", "model": {"center": "median", "normalize": "none"}},
+    "default_l2_only": {"recipe": "default", "model": {"center": "none"}},   # the default without `center: context`
     "mil": {"model_type": "mil"},
     "mil_lr1e-3": {"model_type": "mil", "lr": 1e-3},
     "mil+median": {"model_type": "mil", "model": {"center": "median"}},

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from mgfn.features import input_size
 from pipeline.cli import main as cli
 
 TINY_MODEL = {"dims": [32, 64, 128], "depths": [1, 1, 1], "dim_head": 32, "lstm": {"hidden": 8}}
@@ -84,7 +85,8 @@ def test_extract_train_score_with_i3d_lstm(tiny, tmp_path, capsys):
     # the name must fit the model: i3d_lstm is for a model with an LSTM front end, and only for one
     plain = tmp_path / "plain.pt"
     ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("frontend.")}
-    ckpt["model"]["fam.to_tokens.weight"] = torch.zeros(32, 8, 3)
+    clip_size = input_size(8, ckpt["model_config"].get("center", "none"))    # 8-d features, centred as trained
+    ckpt["model"]["fam.to_tokens.weight"] = torch.zeros(32, clip_size, 3)
     ckpt["model_config"] = {k: v for k, v in ckpt["model_config"].items() if k != "lstm"}
     torch.save(ckpt, plain)
     capsys.readouterr()

@@ -51,8 +51,9 @@ def _label(value: str, where: str) -> int:
 def read_csv_list(path, allow_outside: bool = False, features=None) -> list[VideoEntry]:
     """Read `video_id,label[,path]`; path defaults to `<video_id>.npy` (or `features`, see `read_list`).
 
-    With a header row, only a column named `path` (or `features_path`) gives paths (`video_id,label,class` lists have none); without
-    one, the third column is the path. A path ending in `.npz` means the array named `<video_id>` inside it.
+    With a header row, only a column named `path` (or `features_path`) gives paths (a `video_id,label,class` list
+    has none); without one, the third column is the path. A path ending in `.npz` means the array named
+    `<video_id>` inside it.
     """
     path = Path(path)
     if not path.is_file():
@@ -243,6 +244,8 @@ def inspect_entries(entries: list[VideoEntry], what: str) -> FeatureInfo:
 class TrainingSet:
     """All training videos pooled once to `[N, crops, segments, D+1]` (magnitude last), kept in memory."""
 
+    prepared = False    # True once `prepare` has applied a model's input transforms to `data`
+
     def __init__(self, entries: list[VideoEntry], segments: int = 32, dtype=torch.float32):
         self.entries = entries
         self.info = inspect_entries(entries, "training")
@@ -250,11 +253,9 @@ class TrainingSet:
         n, c, d = len(entries), self.info.crops, self.info.feature_size
         self.data = torch.empty((n, c, segments, d + 1), dtype=dtype)
         for i, e in enumerate(entries):
-            pooled = pool_segments(e.load(), segments)        # [S, crops, D]
+            pooled = pool_segments(e.load(), segments)                     # [S, crops, D]
             x = np.concatenate([pooled, magnitude_channel(pooled)], axis=-1)
             self.data[i] = torch.from_numpy(x.transpose(1, 0, 2))          # [crops, S, D+1]
-
-    prepared = False    # True once `prepare` has applied the model's input transforms to `data`
 
     def indices(self, label: int) -> np.ndarray:
         return np.flatnonzero(self.labels == label)
@@ -328,7 +329,7 @@ class TestSet:
     def video(self, i: int) -> torch.Tensor:
         if self._cache is not None and self._cache[i] is not None:
             return self._cache[i]
-        feats = np.asarray(self.entries[i].load(), dtype=np.float32)   # [T, crops, D]
+        feats = np.asarray(self.entries[i].load(), dtype=np.float32)                # [T, crops, D]
         x = np.concatenate([feats, magnitude_channel(feats)], axis=-1).transpose(1, 0, 2)
         x = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(0)                  # [1, crops, T, D+1]
         if self._transform is not None:

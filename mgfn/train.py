@@ -281,7 +281,8 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
 
     model_cfg = {**cfg.model, "feature_size": data.info.feature_size}
     if model_cfg.get("center", "none") != "none" and "center_scale" not in model_cfg:
-        model_cfg["center_scale"] = deviation_scale(data.videos(), model_cfg.get("normalize", "none"))  # in checkpoints
+        # recorded in every checkpoint, so new videos are scaled as the training videos were
+        model_cfg["center_scale"] = deviation_scale(data.videos(), model_cfg.get("normalize", "none"))
     seed_everything(cfg.seed)
     if cfg.model_type == "mil":
         model = MILRanking(MILConfig(**model_cfg)).to(device)

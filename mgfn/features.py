@@ -1,8 +1,8 @@
-"""Input transforms a model applies to its clip features before anything else (`center: median`).
+"""Input transforms a model applies to its clip features before anything else (`normalize`, `center`).
 
 Each video's clips less the video's own usual clip: what the camera always sees (its scene) drops out, and what
 changes over time stays. With a few tens of training videos a model otherwise tells abnormal from normal videos
-by their scenes and fails on new ones (README "Training recipes"). Not the mean clip: an event lifts the mean, and
+by their scenes and fails on new ones (docs/training.md). Not the mean clip: an event lifts the mean, and
 every clip of its video then carries a negative trace of the event, which a model learns as the sign of an
 abnormal video (seen with mean-centred features: scores inverted inside abnormal videos). The usual clip starts
 at the per-channel median and is refined twice as the mean of the half of the clips nearest to it, so it stays on
@@ -11,10 +11,14 @@ seed in ten inverted with the median alone, none with the refinement). It cannot
 fills most of a video unchanged; for such data keep `center: none`. The magnitude channel is recomputed from the
 centred features, so it measures how far a clip is from its video's usual clip.
 
+Centring also removes what kind of video it is, and on real UCF-Crime features that carries most of the signal
+(docs/training.md: centred alone, frame AUC 0.66-0.73). `center: context` therefore puts the usual clip beside each
+centred clip; `normalize: l2` divides every clip by its norm first (C3D and I3D clip norms differ between videos).
+
 The centred features are then multiplied by `center_scale`, which training sets from its own videos so that a
 typical clip lies `TYPICAL_DEVIATION` per channel (root mean square) from its video's usual clip. Deviations of
 L2-normalised features are otherwise about thirty times smaller than those of raw ones, too small against the first
-layer's biases to survive bfloat16. 0.3 is what the small-data benchmark supports (README "Training recipes": 0.1
+layer's biases to survive bfloat16. 0.3 is what the small-data benchmark supports (docs/training.md: 0.1
 loses seeds; 1 lost seeds with the plain median and does as well as 0.3 with the refined usual clip).
 """
 from __future__ import annotations

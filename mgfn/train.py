@@ -379,8 +379,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="run folder: config.yaml, last.pt, best.pt, metrics.csv, tb/")
     parser.add_argument("--config", help="YAML of training settings (configs/train/*.yaml)")
     parser.add_argument("--recipe", choices=tuple(RECIPES),
-                        help="default (each video's clips centred on its usual clip, a narrow MGFN: does not collapse "
-                             "on small data; README 'Training recipes') or reference (the published MGFN recipe)")
+                        help="default (L2-normalised clips, each beside its video's usual clip, a narrow MGFN; chosen on "
+                             "real UCF-Crime features, docs/training.md) or reference (the published MGFN recipe)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, help="videos per class per iteration (reference: 16)")
     parser.add_argument("--seed", type=int)

@@ -230,6 +230,8 @@ class ClipSequenceSet:
     `max_clips` is pooled to `max_clips` steps first (reference boundaries), so memory per batch is bounded.
     """
 
+    prepared = False    # clip sequences are read per batch: the model transforms each batch itself
+
     def __init__(self, entries: list[VideoEntry], segments: int = 32, max_clips: int = 256,
                  cache_bytes: int = 2 << 30):
         self.entries, self.segments, self.max_clips = entries, segments, max_clips
@@ -239,8 +241,6 @@ class ClipSequenceSet:
         size = int(self.lengths.sum()) * self.info.crops * self.info.feature_size * 4
         self._cache: list | None = [None] * len(entries) if size <= cache_bytes else None
         self.data = _Batches(self)
-
-    prepared = False    # clip sequences are read per batch: the model transforms each batch itself
 
     def prepare(self, transform) -> None:
         """Nothing to do once: batches are read per iteration (TrainingSet.prepare transforms its fixed data)."""

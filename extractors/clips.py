@@ -109,8 +109,12 @@ class ClipSampler:
             yield np.concatenate([have, fill])  # [clip_len, H, W, 3]
             next_start += self.stride
 
-    def read_clips(self, reader, start_clip: int = 0, chunk_size: int = 64) -> Iterator[np.ndarray]:
-        """Clips of a `VideoReader`, resuming at clip `start_clip` by seeking (loop tail: re-reads the head)."""
+    def read_clips(self, reader, start_clip: int = 0, chunk_size: int = 64,
+                   counted: list[int] | None = None) -> Iterator[np.ndarray]:
+        """Clips of a `VideoReader`, resuming at clip `start_clip` by seeking (loop tail: re-reads the head).
+
+        `counted[0]` (if given) grows by the frames decoded from the first clip's frame on (a truncated file
+        decodes fewer than its header says)."""
         first, head = self.first_frame(start_clip), None
         if first >= reader.info.num_frames:
             return
@@ -118,4 +122,13 @@ class ClipSampler:
             frames = reader.chunks(self.clip_len, start=0)
             head = next(frames)  # [<=clip_len, H, W, 3]
             frames.close()
-        yield from self.clips(reader.chunks(chunk_size, start=first), start_clip, chunks_start=first, head=head)
+        chunks = reader.chunks(chunk_size, start=first)
+        if counted is not None:
+            chunks = _counting(chunks, counted)
+        yield from self.clips(chunks, start_clip, chunks_start=first, head=head)
+
+
+def _counting(chunks: Iterator[np.ndarray], counted: list[int]) -> Iterator[np.ndarray]:
+    for chunk in chunks:
+        counted[0] += len(chunk)
+        yield chunk

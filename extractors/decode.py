@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -47,6 +47,7 @@ class VideoInfo:
     width: int
     height: int
     backend: str
+    declared_frames: int = field(default=0, compare=False)  # what the container's header says (0: it says nothing); a truncated file has fewer
 
 
 def natural_sort_key(text: str) -> list:
@@ -135,6 +136,7 @@ class VideoReader:
 
     def __init__(self, info: VideoInfo, times: np.ndarray | None = None, target_fps: float | None = None):
         self._source_frames = info.num_frames
+        self.frames_repeated = 0  # frames indexed but not decodable, filled with the last good one
         self._selection: np.ndarray | None = None
         if target_fps is not None:
             if times is None or len(times) != info.num_frames:
@@ -180,6 +182,7 @@ class VideoReader:
                                  f"(truncated or corrupt file?)")
             log.warning("%s: decoded %d of %d frames; repeating the last one", self.info.path, start + seen,
                         self._source_frames)
+            self.frames_repeated += want - seen
             while seen < want:
                 n = min(chunk_size, want - seen)
                 seen += n
@@ -197,6 +200,11 @@ class VideoReader:
             offset = end
             if k >= len(sel):
                 break
+
+    def frames_found(self) -> tuple[int, int]:
+        """(source frames that decoded, source frames the file declares), after a full pass over it."""
+        decoded = self._source_frames - self.frames_repeated
+        return decoded, max(self.info.declared_frames, self._source_frames)
 
     def close(self) -> None:
         """Release the file; chunk iterators already started stop working."""
@@ -260,6 +268,7 @@ class PyAVReader(VideoReader):
             if not pts:
                 raise InputError(f"{self.path.name}: video stream has no frames (truncated or empty file?)")
             rate = stream.average_rate or stream.guessed_rate
+            declared = int(stream.frames or 0)
         finally:
             container.close()
         if None in pts or time_base is None:
@@ -276,7 +285,7 @@ class PyAVReader(VideoReader):
         if first is None:
             raise _Undecodable(f"{self.path.name}: PyAV could not decode any frame (truncated or corrupt file?)")
         height, width = first.shape[1:3]
-        info = VideoInfo(str(self.path), len(pts), fps, int(width), int(height), self.backend)
+        info = VideoInfo(str(self.path), len(pts), fps, int(width), int(height), self.backend, declared)
         super().__init__(info, times, target_fps)
 
     def _decode(self, start: int, chunk_size: int) -> Iterator[np.ndarray]:

@@ -155,6 +155,31 @@ def pack_convolutions(net: torch.fx.GraphModule, sample: torch.Tensor, batch: in
     return net
 
 
+class _PooledInFloat32(nn.Module):
+    """`features` with the last map averaged in float32 (what pool_in_float32 does to a traced graph)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        if hasattr(m, "forward_features") and hasattr(m, "pool_features"):
+            return m.pool_features(m.forward_features(x).float())
+        return m.features(x).float()
+
+
+def compile_network(model: nn.Module, dtype: str) -> nn.Module:
+    """torch.compile of the plain model (BatchNorm already folded into its convs, channels_last_3d weights).
+
+    The fx-fused graph does not compile (inductor trips over conv strides it reads from module attributes),
+    and folding is done on the modules already, so nothing is lost. Weights are cast once to bfloat16."""
+    net = _PooledInFloat32(model).eval().to(memory_format=torch.channels_last_3d)
+    if dtype == "bfloat16":
+        net.to(torch.bfloat16)
+    return torch.compile(net, dynamic=False)
+
+
 def _weights_digest(provenance: dict) -> str:
     """The part of the model's provenance that identifies its numbers: a weights digest, or "random" (seeded)."""
     if provenance.get("random"):
@@ -171,7 +196,7 @@ class FeatureExtractor:
     def __init__(self, name: str = "i3d_r50_rtfm", weights: str | None = None, crops: int = 10,
                  preset: str | None = None, resize: str = "short256", tail: str = "pad", clip_len: int = 16,
                  stride: int = 16, fps: float | None = None, device: str = "auto", dtype: str = "float32",
-                 batch_size: int | None = None, workers: int = 1, crop_size: int = 224):
+                 batch_size: int | None = None, workers: int = 1, crop_size: int = 224, compile: bool = False):
         if dtype not in DTYPES:
             raise InputError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         if workers < 1:
@@ -197,6 +222,13 @@ class FeatureExtractor:
         if self.device.type == "cuda" and dtype == "float32":  # float32 means float32: no TF32 convs or matmuls
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
+        if self.device.type == "cuda":  # cuDNN times its algorithms once per input shape and keeps the fastest
+            torch.backends.cudnn.benchmark = True
+        self.compiled = False
+        self._staging: list = [None, None]  # pinned uint8 buffers for the GPU, reused (two: one may be in flight)
+        if compile and self.device.type == "cuda":
+            self._eager_model = model  # kept until the compiled network has run once (the fallback)
+        self.compile_requested = bool(compile and self.device.type == "cuda")
         self.network, self.traced = inference_network(model)  # `model` itself is dropped
         self.network.to(memory_format=torch.channels_last_3d)
         if dtype == "bfloat16":  # weights cast once, not by autocast on every forward (same rounding either way)
@@ -239,8 +271,17 @@ class FeatureExtractor:
         return {**self._numbers(), "extractor_id": self.extractor_id, "feature_dim": self.feature_dim,
                 "random_weights": self.random_weights, "provenance": self.provenance,
                 "device": str(self.device), "batch_size": self.batch_size, "workers": self.workers,
-                "packed_convolutions": self.packed,
+                "packed_convolutions": self.packed, "compiled": self.compiled,
                 "torch": torch.__version__}
+
+    def decode_spec(self):
+        """What decoder workers need to cut and (on CPU) transform clips the way this extractor expects."""
+        from extractors.decoders import DecodeSpec
+
+        return DecodeSpec(clip_len=self.clip_len, stride=self.stride, tail=self.tail, fps=self.fps,
+                          resize=self.resize, crops=self.crops, crop_size=self.crop_size, preset=self.preset,
+                          dtype=self.dtype, on_cpu=self.device.type == "cpu", batch_size=self.batch_size,
+                          workers=self.workers)
 
     def extract(self, path: str | Path, start_clip: int = 0) -> "VideoFeatures":
         """Open a video (bad input raises InputError now) and return its features as an iterable of blocks."""
@@ -282,9 +323,54 @@ class FeatureExtractor:
         """Network input [b*crops, 3, T, S, S] on the device -> features [b, crops, D] float32 numpy."""
         # bfloat16: autocast, except for the packed CPU network, which is bfloat16 throughout already (autocast
         # would hand its max-pools float32); the rounding is the same either way.
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16" and not self.packed):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=self.dtype == "bfloat16" and not self.packed and not self.compiled):
             f = self.network(x)  # [b*crops, D]
         return f.float().reshape(-1, self.crops, f.shape[-1]).cpu().numpy()
+
+    def input_shape(self, clips: int) -> tuple[int, ...]:
+        return (clips * self.crops, 3, self.clip_len, self.crop_size, self.crop_size)
+
+    def warmup(self, log=print) -> None:
+        """Run one full batch, so cuDNN's autotuning (and torch.compile, if asked) happen before the timed work.
+
+        A network that torch.compile cannot compile falls back to the eager one, with a one-line note."""
+        if self.device.type != "cuda":
+            return
+        x = torch.zeros(self.input_shape(self.batch_size), dtype=DTYPES[self.dtype], device=self.device)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+        if self.compile_requested and not self.compiled:
+            eager = self.network
+            try:
+                log("compiling the network with torch.compile (about a minute, once per run)")
+                self.network, self.compiled = compile_network(self._eager_model, self.dtype), True
+                self.run_network(x)
+            except Exception as exc:  # inductor cannot compile this model here: run it eager
+                self.network, self.compiled = eager, False
+                log(f"note: torch.compile failed ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); "
+                    "running the network eager")
+            self._eager_model = None
+        self.run_network(x)
+        torch.cuda.synchronize(self.device)
+
+    def upload(self, payload: torch.Tensor) -> torch.Tensor:
+        """A decoder's clips -> model input on the device: on CPU they are it already; on CUDA, uint8 clips
+        go through a reused pinned buffer to the GPU, which runs the transform."""
+        if self.device.type == "cpu":
+            return payload
+        n = payload.numel()
+        slot = self._staging.pop(0)
+        if slot is None or slot[0].numel() < n:
+            slot = (torch.empty(max(n, 1), dtype=torch.uint8, pin_memory=True), torch.cuda.Event())
+        else:
+            slot[1].synchronize()  # its last copy to the GPU has finished
+        buf, event = slot
+        staged = buf[:n].view(payload.shape)
+        staged.copy_(payload)
+        on_device = staged.to(self.device, non_blocking=True)
+        event.record()
+        self._staging.append(slot)
+        return self._to_input(self.transform(on_device))
 
 
 class VideoFeatures:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from extractors.errors import InputError
@@ -47,6 +46,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file-dtype", choices=("float32", "float16"), default="float32", help="dtype of the saved arrays")
     parser.add_argument("--allow-outside", action="store_true",
                         help="let a text-file list name videos outside the text file's folder")
+    parser.add_argument("--decoders", type=int, default=None,
+                        help="decoder processes feeding the model, several videos at once (default: cores - 1 on "
+                             "CUDA; 0 on CPU, one decoder thread, as the model needs every core)")
+    parser.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
+                        help="torch.compile the network on CUDA (auto: when the videos hold enough frames for the "
+                             "~1 min compile to pay back); ignored on CPU (default auto)")
+    parser.add_argument("--strict", action="store_true",
+                        help="count a truncated video (fewer frames decode than its header declares) as failed")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: this process; ray: one extractor actor per GPU (or per --cpus-per-worker "
+                             "CPUs) of a Ray cluster, all writing OUT (default local)")
+    parser.add_argument("--address", default=None,
+                        help="with --backend ray: the cluster to join (auto: a running `ray start` cluster; "
+                             "default: start a local one)")
+    parser.add_argument("--gpus-per-worker", type=float, default=1.0,
+                        help="with --backend ray: GPUs per extractor actor (default 1)")
+    parser.add_argument("--workers-ray", dest="ray_workers", type=int, default=None,
+                        help="with --backend ray: number of extractor actors (default: one per GPU, else 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -92,81 +109,28 @@ def _one_line(exc: BaseException) -> str:
     return text if isinstance(exc, InputError) else f"{type(exc).__name__}: {text}"
 
 
-def _info_fields(info) -> dict:
-    return {"num_frames": int(info.num_frames), "fps": float(info.fps), "width": int(info.width),
-            "height": int(info.height), "backend": str(info.backend)}
-
-
 def _warn_random(extractor_id: str) -> None:
     print(f"WARNING: random weights (--weights random): features in {extractor_id}/ are NOT real I3D features; "
           "the folder name, extractor.json and every manifest record say so.", file=sys.stderr)
 
 
-def extract_videos(extractor, store, videos: list[Path], show: bool = True):
-    """Extract every video not already done into `store`; returns (done ids, skipped ids, [(id, reason)] failed).
+def extract_videos(extractor, store, videos: list[Path], show: bool = True, decoders: int | None = None,
+                   strict: bool = False):
+    """Extract every video not already done into `store`; returns an ExtractResult, which unpacks as
+    (done ids, skipped ids, [(id, reason)] failed).
 
-    Shared by `mgfn extract`, `mgfn score` and `mgfn run`: one loop, so every caller skips, resumes and records
-    failures the same way.
+    Shared by `mgfn extract`, `mgfn score` and `mgfn run`: one loop (pipeline.engine), so every caller skips,
+    resumes, batches across videos, shares the store with other processes and records failures the same way.
     """
-    from tqdm import tqdm
+    from pipeline.engine import Extraction
 
-    from pipeline.store import SourceStat, video_id
-
-    provenance = {"random_weights": extractor.random_weights, "weights": extractor.provenance}
-    done, skipped, failed = [], [], []
-    with tqdm(videos, desc="videos", unit="video", disable=not show, position=0, dynamic_ncols=True) as bar:
-        for path in bar:
-            vid = video_id(path)
-            try:
-                source = SourceStat.of(path)
-            except OSError as exc:
-                failed.append((vid, f"cannot read {path}: {exc.strerror}"))
-                store.record(vid, SourceStat(str(path), -1, -1), "failed", error=failed[-1][1], **provenance)
-                continue
-            if store.is_done(vid, source):
-                skipped.append(vid)
-                continue
-            writer = store.writer(vid, source)
-            if writer.recovered is not None:  # finished and renamed, but the run stopped before recording it
-                prog = writer.recovered
-                store.record(vid, source, "done", file=store.path_for(vid).name, T=prog["clips_done"],
-                             shape=[prog["clips_done"], prog["crops"], prog["dim"]], file_dtype=store.file_dtype.name,
-                             resumed_from=prog["clips_done"], seconds=0.0, **prog.get("info", {}), **provenance)
-                writer.close_done()
-                done.append(vid)
-                continue
-            t0 = time.monotonic()
-            try:
-                with extractor.extract(path, start_clip=writer.start_clip) as feats:
-                    writer.info = _info_fields(feats.info)
-                    with tqdm(total=feats.num_clips, initial=writer.start_clip, desc=vid[:40], unit="clip",
-                              leave=False, disable=not show, position=1, dynamic_ncols=True) as clip_bar:
-                        for block in feats:  # [t, crops, D]
-                            writer.add(block)
-                            clip_bar.update(len(block))
-                final, T = writer.finish()
-            except KeyboardInterrupt:
-                writer.flush()  # keep whole batches already computed; the next run resumes after them
-                raise
-            except Exception as exc:  # bad input or a decode error: record it and go on with the next video
-                writer.discard()
-                failed.append((vid, _one_line(exc)))
-                store.record(vid, source, "failed", error=failed[-1][1], **provenance)
-                continue
-            store.record(vid, source, "done", file=final.name, T=T, shape=[T, extractor.crops, extractor.feature_dim],
-                         file_dtype=store.file_dtype.name, resumed_from=writer.start_clip,
-                         seconds=round(time.monotonic() - t0, 3), **writer.info, **provenance)
-            writer.close_done()
-            done.append(vid)
-        store.cleanup()
-
-    return done, skipped, failed
+    return Extraction(extractor, store, videos, show=show, decoders=decoders, strict=strict).run()
 
 
 def main(args: argparse.Namespace) -> int:
     from extractors.extractor import FeatureExtractor
     from mgfn.lstm import resolve_extractor
-    from pipeline.store import FeatureStore, find_duplicate_ids
+    from pipeline.store import find_duplicate_ids
 
     name, lstm = resolve_extractor(args.extractor, args.base)
     videos = list_inputs(args.input, args.allow_outside)
@@ -179,28 +143,59 @@ def main(args: argparse.Namespace) -> int:
     if lstm:  # the I3D features are the cache; the LSTM is trained with MGFN and lives in its checkpoint
         print(f"mgfn extract: {args.extractor} reads {name} features; its LSTM front end is part of the model "
               f"(mgfn train --extractor {args.extractor})")
-    extractor = FeatureExtractor(
-        name, weights=args.weights, crops=args.crops, preset=args.preset, resize=args.resize,
-        tail=args.tail, fps=args.fps, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-        workers=args.workers)
-    if extractor.random_weights:
-        _warn_random(extractor.extractor_id)
+    if args.decoders is not None and args.decoders < 0:
+        raise InputError(f"--decoders must be 0 or more, not {args.decoders}")
+    if args.backend == "ray":
+        from pipeline.ray_backend import extract_with_ray
+
+        result, store_dir, extractor_id, random_weights = extract_with_ray(args, videos)
+    else:
+        from extractors.extractor import resolve_device
+        from pipeline.engine import resolve_compile
+
+        compile_network = resolve_compile(args.compile, resolve_device(args.device).type, videos)
+        extractor = FeatureExtractor(
+            name, weights=args.weights, crops=args.crops, preset=args.preset, resize=args.resize,
+            tail=args.tail, fps=args.fps, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+            workers=args.workers, compile=compile_network)
+        if extractor.random_weights:
+            _warn_random(extractor.extractor_id)
+        store = open_store(args, extractor)
+        extractor.warmup(log=lambda msg: print(f"mgfn extract: {msg}", file=sys.stderr))
+        with store:
+            result = extract_videos(extractor, store, videos, show=not args.no_progress, decoders=args.decoders,
+                                    strict=args.strict)
+        store_dir, extractor_id, random_weights = store.dir, extractor.extractor_id, extractor.random_weights
+    print(summary_line(len(videos), result))
+    for vid, reason in result.failed:
+        print(f"  failed: {vid}: {reason}")
+    for vid, decoded, declared in result.truncated:
+        print(f"  truncated: {vid}: {decoded} of {declared} declared frames decoded (kept; --strict fails it)")
+    print(f"features: {store_dir}{os.sep} (manifest: manifest.jsonl)")
+    if random_weights:
+        _warn_random(extractor_id)
+    return EXIT_FAILED if result.failed else 0
+
+
+def open_store(args: argparse.Namespace, extractor):
+    """The feature store for `extractor` under --out, with extractor.json written."""
+    from pipeline.store import FeatureStore
+
     batch = extractor.batch_size
     flush_every = -(-args.flush_every // batch) * batch if args.flush_every > 0 else args.flush_every
     store = FeatureStore(args.out, extractor.extractor_id, rtfm_names=args.rtfm_names,
                          file_dtype=args.file_dtype, flush_every=flush_every)
     store.write_extractor_info(extractor.config())
+    return store
 
-    started = time.monotonic()
-    with store:
-        done, skipped, failed = extract_videos(extractor, store, videos, show=not args.no_progress)
 
-    elapsed = time.monotonic() - started
-    print(f"mgfn extract: {len(videos)} video(s) in {elapsed:.1f}s: {len(done)} done, {len(skipped)} skipped "
-          f"(already done), {len(failed)} failed")
-    for vid, reason in failed:
-        print(f"  failed: {vid}: {reason}")
-    print(f"features: {store.dir}{os.sep} (manifest: {store.manifest_path.name})")
-    if extractor.random_weights:
-        _warn_random(extractor.extractor_id)
-    return EXIT_FAILED if failed else 0
+def summary_line(total: int, result) -> str:
+    """`mgfn extract: N video(s) in Ts: ... done, ... failed, ... frames/s` (the same for every backend)."""
+    parts = [f"{len(result.done)} done", f"{len(result.skipped)} skipped (already done)"]
+    if result.by_others:
+        parts.append(f"{len(result.by_others)} done by another process")
+    if result.truncated:
+        parts.append(f"{len(result.truncated)} truncated")
+    parts.append(f"{len(result.failed)} failed")
+    return (f"mgfn extract: {total} video(s) in {result.seconds:.1f}s: {', '.join(parts)}; "
+            f"{result.frames:,} frames at {result.frames_per_second:,.0f} frames/s")

@@ -7,9 +7,16 @@ Layout of ROOT/<extractor-id>/:
     <file>.part                 features of a long video being extracted (a .npy whose header says 0 rows)
     <file>.progress.json        how many clips of the .part are flushed, and the source they came from
 
+    <file>.claim                who is extracting a video now (host, pid, run); refreshed while it works
+
 Every finished file is written under a temporary name, fsynced and renamed into place, so a file with the
 final name is always complete. Partial files end in `.part`, not `.npy`, so nothing that globs `*.npy`
-mistakes them for features. One process writes a store at a time (the manifest is locked).
+mistakes them for features.
+
+Several processes (two `mgfn extract` runs, Ray actors, on one machine or several over a shared folder) may
+write one store: each claims a video before extracting it (`claim`), manifest records are appended under a
+lock, and a claim expires when its holder dies (at once on the same host, after `claim_timeout` seconds
+without a heartbeat elsewhere), so its video is taken over and resumed from its last flushed clip.
 """
 from __future__ import annotations
 
@@ -18,6 +25,9 @@ import fcntl
 import io
 import json
 import os
+import socket
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +40,8 @@ from extractors.errors import InputError
 MANIFEST = "manifest.jsonl"
 EXTRACTOR_INFO = "extractor.json"
 FILE_DTYPES = ("float32", "float16")
+CLAIM_TIMEOUT = 120.0  # seconds without a heartbeat after which another host's claim is taken over
+HOST = socket.gethostname()
 
 
 def video_id(path: str | os.PathLike) -> str:
@@ -81,9 +93,33 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _tmp_name(path: Path) -> Path:
+    """A temporary name no other process uses: <name>.<host>-<pid>.tmp (so a crash's leftovers can be told apart)."""
+    return path.with_name(f"{path.name}.{HOST}-{os.getpid()}.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _stale_tmp(path: Path) -> bool:
+    """A temp file left by a dead process on this host (another host's are its own business)."""
+    stem = path.name.removesuffix(".tmp")
+    host, _, pid = stem.rpartition(".")[2].rpartition("-")
+    if not pid.isdigit():
+        return True  # an older layout's <name>.tmp: nobody writes those any more
+    return host == HOST and not _pid_alive(int(pid))
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Temp name + fsync + os.replace + directory fsync: readers see the old file or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp_name(path)
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -108,7 +144,8 @@ class FeatureStore:
     """ROOT/<extractor-id>/<video-id>.npy files `[T, crops, D]` plus a manifest; skips, resumes and records failures."""
 
     def __init__(self, root: str | os.PathLike, extractor_id: str, rtfm_names: bool = False,
-                 file_dtype: str = "float32", flush_every: int = 32, run_id: str | None = None):
+                 file_dtype: str = "float32", flush_every: int = 32, run_id: str | None = None,
+                 claim_timeout: float = CLAIM_TIMEOUT):
         if file_dtype not in FILE_DTYPES:
             raise InputError(f"file dtype must be one of {', '.join(FILE_DTYPES)}, not {file_dtype!r}")
         if flush_every < 1:
@@ -126,38 +163,44 @@ class FeatureStore:
             raise InputError(f"cannot create output folder {self.dir}: {exc.strerror}") from None
         self.manifest_path = self.dir / MANIFEST
         self._manifest = open(self.manifest_path, "a+b")
-        try:
-            fcntl.flock(self._manifest.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._manifest.close()
-            raise InputError(f"another process is writing {self.dir} (its manifest is locked)") from None
-        self._repair_manifest()
-        self.records: dict[str, dict] = self._read_manifest()
-        for tmp in self.dir.glob("*.tmp"):  # left by a crash inside _write_atomic
-            tmp.unlink()
+        self.records: dict[str, dict] = {}
+        self._read_offset = 0
+        self.claim_timeout = claim_timeout
+        self._claims: dict[str, Path] = {}  # video id -> claim file this store holds
+        self._claims_lock = threading.Lock()
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self.refresh()
+        self._remove_stale_tmp()
 
     # -- manifest -------------------------------------------------------------------------------------------
 
-    def _repair_manifest(self) -> None:
-        """Cut a half-written last line (a crash mid-append) so the next record starts on a line of its own."""
-        f = self._manifest
-        f.seek(0)
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
-            f.flush()
-            os.fsync(f.fileno())
+    def _locked(self, exclusive: bool):
+        """The manifest's lock, held only while reading or appending (other writers wait that long at most)."""
+        store = self
 
-    def _read_manifest(self) -> dict[str, dict]:
-        records: dict[str, dict] = {}
-        self._manifest.seek(0)
-        for line in self._manifest.read().decode("utf-8", "replace").splitlines():
+        class _Lock:
+            def __enter__(self):
+                fcntl.flock(store._manifest.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+
+            def __exit__(self, *exc):
+                fcntl.flock(store._manifest.fileno(), fcntl.LOCK_UN)
+
+        return _Lock()
+
+    def refresh(self) -> None:
+        """Read the records appended since the last read, by this process or another; the last per id wins."""
+        with self._locked(exclusive=False):
+            self._manifest.seek(self._read_offset)
+            data = self._manifest.read()
+        end = data.rfind(b"\n") + 1  # a half-written last line (a writer killed mid-append) is not read yet
+        for line in data[:end].decode("utf-8", "replace").splitlines():
             try:
                 rec = json.loads(line)
-                records[rec["video_id"]] = rec
+                self.records[rec["video_id"]] = rec
             except (ValueError, KeyError, TypeError):
                 continue
-        return records
+        self._read_offset += end
 
     def history(self) -> list[dict]:
         """Every manifest record in the order written (a video extracted twice appears twice)."""
@@ -175,12 +218,97 @@ class FeatureStore:
         rec = {"video_id": vid, "status": status, "source": source.path, "size": source.size,
                "mtime_ns": source.mtime_ns, "extractor_id": self.extractor_id, "run": self.run_id, "time": _now()}
         rec.update(fields)
-        self._manifest.seek(0, os.SEEK_END)
-        self._manifest.write((json.dumps(rec, sort_keys=False) + "\n").encode())
-        self._manifest.flush()
-        os.fsync(self._manifest.fileno())
+        with self._locked(exclusive=True):
+            f = self._manifest
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            if size:  # cut a half-written last line (a writer killed mid-append) so this record starts a line
+                f.seek(max(0, size - 65536))
+                tail = f.read()
+                if not tail.endswith(b"\n"):
+                    cut = tail.rfind(b"\n")
+                    f.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))
+            f.seek(0, os.SEEK_END)
+            f.write((json.dumps(rec, sort_keys=False) + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+        self.refresh()
         self.records[vid] = rec
         return rec
+
+    # -- claims: which process extracts which video --------------------------------------------------------
+
+    def claim_path(self, vid: str) -> Path:
+        return self.path_for(vid).with_name(self.path_for(vid).name + ".claim")
+
+    def _holder(self, path: Path) -> dict | None:
+        """The claim's holder, or None when the claim is gone or expired (its holder died)."""
+        try:
+            holder = json.loads(path.read_text())
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError):  # half-written by a holder killed while claiming
+            return None
+        if holder.get("host") == HOST:
+            return holder if _pid_alive(int(holder.get("pid", -1))) else None
+        return holder if age < self.claim_timeout else None
+
+    def holder(self, vid: str) -> dict | None:
+        """Who extracts `vid` now ({host, pid, run}), or None."""
+        return self._holder(self.claim_path(vid))
+
+    def claim(self, vid: str) -> bool:
+        """Claim `vid` for this process; False when a live process holds it. Expired claims are taken over."""
+        path = self.claim_path(vid)
+        if vid in self._claims:
+            return True
+        data = json.dumps({"video_id": vid, "host": HOST, "pid": os.getpid(), "run": self.run_id,
+                           "time": _now()}).encode()
+        with self._locked(exclusive=True):  # one claimant at a time decides whether a claim has expired
+            if path.exists():
+                if self._holder(path) is not None:
+                    return False
+                path.unlink(missing_ok=True)
+            tmp = _tmp_name(path)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        with self._claims_lock:
+            self._claims[vid] = path
+        self._start_heartbeat()
+        self.refresh()  # another process may have finished it since we last looked
+        return True
+
+    def release(self, vid: str) -> None:
+        """Give up the claim on `vid` (after its record is written, or on the way out)."""
+        with self._claims_lock:
+            path = self._claims.pop(vid, None)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None or not self._heartbeat.is_alive():
+            self._heartbeat = threading.Thread(target=self._beat, name="store-claims", daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        """Touch every held claim a few times per timeout, so other hosts see this process is alive."""
+        while not self._heartbeat_stop.wait(max(0.5, self.claim_timeout / 4)):
+            with self._claims_lock:
+                paths = list(self._claims.values())
+            for path in paths:
+                try:
+                    os.utime(path)
+                except OSError:
+                    pass
+
+    def _remove_stale_tmp(self) -> None:
+        for tmp in self.dir.glob("*.tmp"):  # left by a crash inside _write_atomic
+            if _stale_tmp(tmp):
+                tmp.unlink(missing_ok=True)
 
     def write_extractor_info(self, config: dict) -> None:
         """extractor.json: the config and provenance shared by every file in this folder."""
@@ -212,18 +340,23 @@ class FeatureStore:
         return FeatureWriter(self, vid, source)
 
     def cleanup(self, vids: Iterable[str] | None = None) -> None:
-        """Remove partial files of videos that are now done (or of `vids`), and any stray temp files."""
-        for tmp in self.dir.glob("*.tmp"):
-            tmp.unlink()
-        done = {self.path_for(v).name for v, r in self.records.items() if r.get("status") == "done"}
+        """Remove partial files of videos that are now done (or of `vids`), and temp files of dead processes.
+
+        Files of a video another live process has claimed are left alone."""
+        self._remove_stale_tmp()
+        self.refresh()
+        done = {self.path_for(v).name: v for v, r in self.records.items() if r.get("status") == "done"}
         if vids is not None:
-            done |= {self.path_for(v).name for v in vids}
+            done |= {self.path_for(v).name: v for v in vids}
         for p in list(self.dir.glob("*.part")) + list(self.dir.glob("*.progress.json")):
             base = p.name.removesuffix(".part").removesuffix(".progress.json")
-            if base in done:
-                p.unlink()
+            if base in done and (done[base] in self._claims or self.holder(done[base]) is None):
+                p.unlink(missing_ok=True)
 
     def close(self) -> None:
+        self._heartbeat_stop.set()
+        for vid in list(self._claims):
+            self.release(vid)
         if not self._manifest.closed:
             self._manifest.close()
 

@@ -1,6 +1,8 @@
 """FeatureStore: ids keep dots, atomic finished files, resume gives the same bytes, manifest survives a torn line."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -139,10 +141,39 @@ def test_rtfm_names_and_float16(tmp_path, source):
     assert arr.dtype == np.float16 and arr.shape == (3, 2, 3)
 
 
-def test_second_writer_is_refused(tmp_path):
-    with FeatureStore(tmp_path / "out", "ext-1"):
-        with pytest.raises(InputError, match="another process"):
-            FeatureStore(tmp_path / "out", "ext-1")
+def test_two_stores_share_a_folder_through_claims(tmp_path, source):
+    with FeatureStore(tmp_path / "out", "ext-1") as a, FeatureStore(tmp_path / "out", "ext-1") as b:
+        assert a.claim("v") and not b.claim("v")  # a live holder keeps its video
+        assert b.holder("v")["run"] == a.run_id
+        w = a.writer("v", source)
+        w.add(_blocks(1)[0])
+        final, T = w.finish()
+        a.record("v", source, "done", file=final.name, T=T)
+        a.release("v")
+        assert b.claim("v") and b.is_done("v", source)  # claiming re-reads the manifest: b sees a's record
+        b.release("v")
+        b.record("w", source, "failed", error="x")
+        a.refresh()
+        assert a.records["w"]["status"] == "failed"
+
+
+def test_a_dead_holders_claim_is_taken_over(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from pipeline import store as store_module
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with FeatureStore(tmp_path / "out", "ext-1", claim_timeout=5) as s:
+        s.claim_path("v").write_text(json.dumps({"host": store_module.HOST, "pid": int(dead.stdout)}))
+        assert s.holder("v") is None and s.claim("v")  # same host, dead pid: expired at once
+        s.release("v")
+        other = s.claim_path("w")
+        other.write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+        assert not s.claim("w")  # another host's fresh claim holds
+        os.utime(other, (0, 0))  # no heartbeat for longer than the timeout
+        assert s.claim("w")
 
 
 def test_frame_folder_stat_changes_when_a_frame_changes(tmp_path):

@@ -51,8 +51,14 @@ class DecodeSpec:
     preset: str
     dtype: str
     on_cpu: bool  # transform in the decoder (CPU model) or leave it to the GPU
-    batch_size: int  # clips per message, aligned to absolute clip indices
+    batch_size: int  # clips per message, aligned to absolute clip indices (uint8 clips: at most 4, see below)
     workers: int = 1  # threads per decoder transforming clips (1: the decoder does it itself)
+
+    @property
+    def message_clips(self) -> int:
+        """Clips per message: a model batch of transformed clips on CPU; on a GPU a few uint8 clips (small
+        shared-memory blocks; the GPU side joins them into batches)."""
+        return self.batch_size if self.on_cpu else min(self.batch_size, 4)
 
     def transform(self) -> _transforms.ClipTransform:
         return _transforms.ClipTransform(resize=self.resize, crops=self.crops, crop_size=self.crop_size,
@@ -106,7 +112,7 @@ class _Decoder:
             for clip in self.sampler.read_clips(reader, start_clip, chunk_size=CHUNK_FRAMES, counted=counted):
                 batch.append(clip)
                 index += 1
-                if index % spec.batch_size == 0:
+                if index % spec.message_clips == 0:
                     pending.append((first, self.pool.submit(self.prepare, batch) if self.pool else self.prepare(batch)))
                     batch, first = [], index
                     while pending and (len(pending) >= spec.workers or not self.pool):
@@ -169,7 +175,7 @@ class DecoderPool:
         if n < 0:
             raise InputError(f"--decoders must be 0 or more, not {n}")
         self.spec, self.n = spec, n
-        size = queue_items or max(2, 2 * n)
+        size = queue_items or n + 2
         if n == 0:
             self.tasks, self.out, self.stop = queue.Queue(), queue.Queue(maxsize=size), threading.Event()
             self.workers = [threading.Thread(target=_loop, args=(spec, self.tasks, self.out, 0, self.stop),

@@ -30,6 +30,7 @@ from extractors.models import load_model
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 CHUNK_FRAMES = 64  # frames decoded per chunk: bounds the decoder's memory, not a tuning knob
 QUEUE_BATCHES = 2  # prepared batches waiting for the model
+STAGING_BUFFERS = 4  # pinned buffers between decoders and the GPU (copies in flight while the network runs)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -225,7 +226,8 @@ class FeatureExtractor:
         if self.device.type == "cuda":  # cuDNN times its algorithms once per input shape and keeps the fastest
             torch.backends.cudnn.benchmark = True
         self.compiled = False
-        self._staging: list = [None, None]  # pinned uint8 buffers for the GPU, reused (two: one may be in flight)
+        self._staging: list = [None] * STAGING_BUFFERS  # pinned uint8 buffers for the GPU, reused in turn
+        self._copy_stream = None
         if compile and self.device.type == "cuda":
             self._eager_model = model  # kept until the compiled network has run once (the fallback)
         self.compile_requested = bool(compile and self.device.type == "cuda")
@@ -321,12 +323,31 @@ class FeatureExtractor:
     @torch.inference_mode()
     def run_network(self, x: torch.Tensor) -> np.ndarray:
         """Network input [b*crops, 3, T, S, S] on the device -> features [b, crops, D] float32 numpy."""
+        return self.collect(self.launch(x))
+
+    @torch.inference_mode()
+    def launch(self, x: torch.Tensor):
+        """Start the network on a batch; `collect` gives its features. On CUDA this returns at once (the copy
+        back goes to pinned memory, with an event), so the next batch can be prepared while the GPU works."""
         # bfloat16: autocast, except for the packed CPU network, which is bfloat16 throughout already (autocast
         # would hand its max-pools float32); the rounding is the same either way.
         with torch.autocast(self.device.type, dtype=torch.bfloat16,
                             enabled=self.dtype == "bfloat16" and not self.packed and not self.compiled):
-            f = self.network(x)  # [b*crops, D]
-        return f.float().reshape(-1, self.crops, f.shape[-1]).cpu().numpy()
+            f = self.network(x).float()  # [b*crops, D]
+        if self.device.type == "cpu":
+            return f, None
+        host = torch.empty(f.shape, dtype=f.dtype, pin_memory=True)
+        host.copy_(f, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
+
+    def collect(self, handle) -> np.ndarray:
+        """Features [b, crops, D] float32 numpy of a batch started with `launch` (waits for it alone)."""
+        f, done = handle
+        if done is not None:
+            done.synchronize()
+        return f.reshape(-1, self.crops, f.shape[-1]).numpy()
 
     def input_shape(self, clips: int) -> tuple[int, ...]:
         return (clips * self.crops, 3, self.clip_len, self.crop_size, self.crop_size)
@@ -355,20 +376,27 @@ class FeatureExtractor:
 
     def upload(self, payload: torch.Tensor) -> torch.Tensor:
         """A decoder's clips -> model input on the device: on CPU they are it already; on CUDA, uint8 clips
-        go through a reused pinned buffer to the GPU, which runs the transform."""
+        go through a ring of reused pinned buffers, on a copy stream of their own (so staging never waits for
+        the network running on the main stream), to the GPU, which runs the transform."""
         if self.device.type == "cpu":
             return payload
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
         n = payload.numel()
         slot = self._staging.pop(0)
         if slot is None or slot[0].numel() < n:
             slot = (torch.empty(max(n, 1), dtype=torch.uint8, pin_memory=True), torch.cuda.Event())
         else:
-            slot[1].synchronize()  # its last copy to the GPU has finished
-        buf, event = slot
+            slot[1].synchronize()  # this buffer's last copy to the GPU has finished
+        buf, copied = slot
         staged = buf[:n].view(payload.shape)
         staged.copy_(payload)
-        on_device = staged.to(self.device, non_blocking=True)
-        event.record()
+        with torch.cuda.stream(self._copy_stream):
+            on_device = staged.to(self.device, non_blocking=True)
+            copied.record(self._copy_stream)
+        main = torch.cuda.current_stream(self.device)
+        main.wait_event(copied)  # the transform (on the main stream) starts after the copy, the CPU does not wait
+        on_device.record_stream(main)  # allocated on the copy stream, used on the main one
         self._staging.append(slot)
         return self._to_input(self.transform(on_device))
 

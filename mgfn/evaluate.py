@@ -37,6 +37,8 @@ def check_feature_size(model, info, where: str) -> None:
 
 
 def add_arguments(parser) -> None:
+    from pipeline.cli import add_device_argument, add_quiet_argument
+
     parser.add_argument("--model", required=True, help="checkpoint: ours (best.pt/last.pt) or an official state dict")
     parser.add_argument("--test", required=True, help="test list: CSV video_id,label,path or an RTFM .list")
     parser.add_argument("--gt", required=True,
@@ -46,9 +48,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scores-dir", help="write each video's crop-averaged snippet scores as <video_id>.npy [T]")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the metrics")
     parser.add_argument("--frames-per-snippet", type=int, default=16,
-                        help="frames each snippet score stands for (16); not used for videos whose ground truth "
-                             "has spans")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
+                        help="frames each snippet score stands for; not used for videos whose ground truth has spans")
+    add_device_argument(parser)
+    add_quiet_argument(parser, help="no progress bar (--json implies it)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -65,7 +67,7 @@ def main(args) -> int:
     check_feature_size(model, test_set.info, args.test)
     truth = align_ground_truth(args.gt, [e.video_id for e in entries], [e.label for e in entries],
                                test_set.clip_counts(), args.frames_per_snippet)
-    scores = predict(model, test_set, device, progress=not args.json)
+    scores = predict(model, test_set, device, progress=not (args.json or args.quiet))
     metrics = evaluate_scores(scores, truth, args.frames_per_snippet)
     if args.scores_dir:
         out = Path(args.scores_dir)

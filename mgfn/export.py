@@ -1,7 +1,7 @@
-"""`mgfn export --model CKPT --features DIR --out DIR2`: a trained I3D-LSTM's encoder outputs as a feature set of its own.
+"""`mgfn export --model CKPT --features I3D_DIR --out OUT_DIR`: a trained I3D-LSTM's encoder outputs as features.
 
-Each video's I3D features `[T, crops, D]` in DIR go through the checkpoint's LSTM front end (the whole clip
-sequence, as at test time) and become `DIR2/<video-id>.npy` `[T, crops, H]` float32. DIR2 also gets
+Each video's I3D features `[T, crops, D]` in I3D_DIR go through the checkpoint's LSTM front end (the whole clip
+sequence, as at test time) and become `OUT_DIR/<video-id>.npy` `[T, crops, H]` float32. OUT_DIR also gets
 `extractor.json` (what made them: the source features' extractor.json, the checkpoint and its sha256, the LSTM
 settings), `videos.list` (every exported file, RTFM style) and, for each `--list`, the same list with its labels
 pointing at the exported files, so `mgfn train` reads them like any other features. Every file is written under
@@ -28,18 +28,20 @@ EXPORT_NAME = "i3d_lstm_export"
 
 
 def add_arguments(parser) -> None:
+    from pipeline.cli import add_device_argument, add_quiet_argument
+
     parser.add_argument("--model", required=True, type=Path, metavar="CKPT",
                         help="an I3D-LSTM checkpoint (mgfn train with i3d_lstm)")
-    parser.add_argument("--features", required=True, type=Path, metavar="DIR",
+    parser.add_argument("--features", required=True, type=Path, metavar="I3D_DIR",
                         help="folder of I3D features <video-id>.npy [T, crops, D] (e.g. OUT/<extractor-id>/ of mgfn "
                              "extract); every video in it is exported")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR2",
+    parser.add_argument("--out", required=True, type=Path, metavar="OUT_DIR",
                         help="folder for <video-id>.npy [T, crops, H], extractor.json and the lists")
     parser.add_argument("--list", dest="lists", action="append", type=Path, default=[], metavar="LIST",
-                        help="a training/test list (CSV or RTFM) of videos in --features: written to OUT with the "
+                        help="a training/test list (CSV or RTFM) of videos in --features: written to OUT_DIR with the "
                              "same ids and labels, pointing at the exported files (repeatable)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_argument(parser)
+    add_quiet_argument(parser, help="no progress bar")
 
 
 def feature_files(folder: Path) -> dict[str, Path]:
@@ -157,7 +159,7 @@ def main(args) -> int:
                          "each becomes OUT/<name>.csv")
 
     exported, done, skipped = {}, 0, 0
-    for vid, path in tqdm(files.items(), desc="export", unit="video", disable=args.no_progress or not sys.stderr.isatty()):
+    for vid, path in tqdm(files.items(), desc="export", unit="video", disable=args.quiet or not sys.stderr.isatty()):
         target = args.out / f"{vid}.npy"
         exported[vid] = target
         if target.is_file():

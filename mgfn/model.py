@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgfn.features import center_clips, check_center, input_size, normalize_clips
-from mgfn.lstm import TemporalEncoder, lstm_config
+from mgfn.lstm import LSTMConfig, TemporalEncoder, lstm_config
+from mgfn.schema import setting
 
 
 # How temporal convolutions see past a video's first and last clip. The reference pads with zeros, so a clip near
@@ -44,7 +45,7 @@ class MGFNConfig:
     center: str = "none"                # "median": each clip less its video's usual clip (mgfn.features)
     center_scale: float = 1.0           # centred features times this; training sets it from its videos
     normalize: str = "none"             # "l2": each clip divided by its norm first (mgfn.features)
-    lstm: dict | None = None            # I3D-LSTM front end (mgfn.lstm.LSTMConfig fields); None = plain MGFN
+    lstm: dict | None = setting(None, schema=LSTMConfig)   # I3D-LSTM front end (mgfn.lstm); None = plain MGFN
     padding: str = "zeros"              # temporal convs past a video's ends: "zeros" (reference) | "edge" (repeat it)
 
     def __post_init__(self):

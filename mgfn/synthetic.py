@@ -117,19 +117,34 @@ def write_splits(out_dir, cfg, video) -> dict[str, Path]:
     return {"train": out / "train.csv", "test": out / "test.csv", "gt": out / "gt", "root": out}
 
 
-def config_arguments(parser, defaults) -> None:
-    """`--out` and one flag per field of the dataclass instance `defaults`."""
+SYNTH_HELP = {
+    "train_normal": "normal training videos", "train_abnormal": "abnormal training videos",
+    "test_normal": "normal test videos", "test_abnormal": "abnormal test videos",
+    "feature_size": "feature dimension D", "crops": "crops per clip",
+    "min_clips": "fewest clips in a video", "max_clips": "most clips in a video",
+    "anomaly_classes": "number of anomaly directions",
+    "strength": "how far an anomalous snippet moves along its direction",
+    "keep_norm": "anomalous clips keep their norm: only the direction gives them away",
+    "l2_normalize": "scale each clip feature to unit norm (the magnitude channel is then constant)",
+    "clip_noise": "independent noise on every clip (a single clip is then an unreliable witness)",
+    "distractors": "chance that a video (normal or not) holds a large normal event of its own",
+    "dtype": "dtype of the saved feature files", "seed": "random seed",
+}
+
+
+def config_arguments(parser, defaults, helps: dict[str, str]) -> None:
+    """`--out` and one flag per field of the dataclass instance `defaults`, with its help from `helps`."""
     parser.add_argument("--out", required=True, help="folder to write features/, gt/, train.csv, test.csv")
     for name, value in vars(defaults).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"(default {value})")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=helps[name])
         else:
-            parser.add_argument(flag, type=type(value), default=value, help=f"(default {value})")
+            parser.add_argument(flag, type=type(value), default=value, help=helps[name])
 
 
 def add_arguments(parser) -> None:
-    config_arguments(parser, SynthConfig())
+    config_arguments(parser, SynthConfig(), SYNTH_HELP)
 
 
 def main(args) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mgfn.synthetic import config_arguments, write_splits
+from mgfn.synthetic import SYNTH_HELP, config_arguments, write_splits
 
 
 @dataclass
@@ -129,8 +129,19 @@ def make_dataset(out_dir, cfg: ContextConfig | None = None) -> dict[str, Path]:
     return write_splits(out_dir, cfg, lambda abnormal: _video(rng, cfg, prototypes, abnormal=abnormal))
 
 
+CONTEXT_HELP = {
+    **SYNTH_HELP,
+    "states": "length of the cycle every normal video follows",
+    "advance": "probability that the next run is the successor state (else the same state)",
+    "min_run": "fewest clips in a state run", "max_run": "most clips in a state run",
+    "min_gap": "fewest background clips between runs", "max_gap": "most background clips between runs",
+    "noise": "clip-to-clip noise, relative to the distance between state prototypes",
+    "scene": "weight of a per-video scene vector (0.5: 256 videos are memorised, see docs/i3d-lstm.md)",
+}
+
+
 def add_arguments(parser) -> None:
-    config_arguments(parser, ContextConfig())
+    config_arguments(parser, ContextConfig(), CONTEXT_HELP)
 
 
 def main(args) -> int:

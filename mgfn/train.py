@@ -10,7 +10,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from mgfn.lstm import VARIANTS, check_extractor, parse_lstm_option, training_set
 from mgfn.metrics import align_ground_truth, evaluate_scores, video_auc
 from mgfn.mil import MILConfig, MILRanking, mil_loss
 from mgfn.model import MGFN, MGFNConfig
+from mgfn.schema import check, read_yaml, setting
 
 # Collapse: every test snippet gets (nearly) one score, so the model no longer ranks anything. Measured on the
 # logits, log(s / (1 - s)), so that a confident model whose scores saturate near 0 or 1 is not mistaken for it:
@@ -63,24 +64,25 @@ class TrainConfig:
     """Everything that decides a run; loaded from YAML (`model:`, `loss:` sub-sections) and CLI overrides."""
 
     recipe: str = "default"              # "default" | "reference": fills lr, weight_decay, model and loss gaps
-    epochs: int = 100
-    batch_size: int = 16                 # per class: B normal + B abnormal
-    lr: float | None = None              # None: the recipe's
-    weight_decay: float | None = None
+    epochs: int = setting(100, min=1)
+    batch_size: int = setting(16, min=1, help="videos per class per iteration (B normal + B abnormal)")
+    lr: float | None = setting(None, min=0)              # None: the recipe's
+    weight_decay: float | None = setting(None, min=0)
     seed: int = 0
     shuffle: bool | None = None          # False = the reference order (no shuffle, drop_last); None: the recipe's
-    segments: int = 32
-    frames_per_snippet: int = 16
+    segments: int = setting(32, min=1)
+    frames_per_snippet: int = setting(16, min=1)
     select: str = "test"                 # "test" (reference) | "val" (held-out split of the training list) | "last"
     metric: str = "auc"                  # test metric that picks best.pt: auc | pr_auc | ap
-    val_fraction: float = 0.2
+    val_fraction: float = setting(0.2, min=0, max=1)
     amp: str = "none"                    # "none" | "bf16" (autocast; CPU with AMX or GPU)
     device: str = "auto"
-    n_abnormal: int | None = None        # for RTFM .list training files: abnormal videos come first
+    n_abnormal: int | None = setting(None, min=0)       # for RTFM .list training files: abnormal videos come first
     model_type: str = "mgfn"             # "mgfn" | "mil" (Sultani's MIL ranking baseline)
     extractor: str | None = None         # what made the features (checked when they say); i3d_lstm: + LSTM front end
-    model: dict = field(default_factory=dict)
-    loss: dict = field(default_factory=dict)
+    model: dict = setting(factory=dict, schema=lambda section: MILConfig if section.get("model_type") == "mil"
+                          else MGFNConfig, help="model settings (MGFNConfig, or MILConfig with model_type: mil)")
+    loss: dict = setting(factory=dict, schema=LossConfig, help="loss settings (LossConfig)")
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
@@ -123,19 +125,19 @@ class TrainConfig:
 
     @classmethod
     def read_yaml(cls, path) -> dict:
-        """The settings a YAML file gives, checked for unknown names; the recipe fills the rest later."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: config file not found")
-        data = yaml.safe_load(path.read_text()) or {}
-        data = data.get("train", data) if isinstance(data, dict) else data
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: expected a mapping of training settings")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - {"train_list", "test_list", "gt", "dataset"})
-        if unknown:
-            raise InputError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
-        return {k: v for k, v in data.items() if k in known}
+        """The settings a YAML file gives (or its `train:` section), held against the schema (mgfn.schema) and
+        tried once, so that any bad setting is one line naming the file before any work; the recipe fills the rest
+        later."""
+        data = read_yaml(path)
+        section = "train" if isinstance(data, dict) and "train" in data else ""
+        if section:                     # a run config given as a training config: its `train:` section
+            data = data["train"]
+        data = check({} if data is None else data, cls, path, section)
+        try:
+            cls(**data)
+        except InputError as exc:
+            raise InputError(f"{path}: {section + ': ' if section else ''}{exc}") from None
+        return data
 
 
 def feature_provenance(entries) -> dict:
@@ -258,11 +260,20 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
                      else read_list(train_list, n_abnormal=cfg.n_abnormal, features=features))
     test_entries = test_list if isinstance(test_list, list) else read_list(test_list, features=features)
     labels = np.array([e.label for e in train_entries])
-    # Fail before any pooling when the batch cannot be filled.
-    for label, name in ((0, "normal"), (1, "abnormal")):
-        if (labels == label).sum() < cfg.batch_size:
-            raise InputError(f"{train_list}: {(labels == label).sum()} {name} videos, fewer than the batch size "
-                             f"{cfg.batch_size}")
+    train_idx, val_idx = np.arange(len(train_entries)), np.array([], dtype=int)
+    if cfg.select == "val":
+        train_idx, val_idx = split_validation(labels, cfg.val_fraction, cfg.seed)
+    # Before any pooling: a class with fewer training videos than the batch size lowers the batch size to it.
+    counts = {name: int((labels[train_idx] == label).sum()) for label, name in ((0, "normal"), (1, "abnormal"))}
+    for name, n in counts.items():
+        if n == 0:
+            raise InputError(f"{train_list}: no {name} videos to train on"
+                             + (" after the validation split" if cfg.select == "val" else ""))
+    smallest = min(counts, key=counts.get)
+    if counts[smallest] < cfg.batch_size:
+        log(f"note: {counts[smallest]} {smallest} training videos, fewer than the batch size {cfg.batch_size}; "
+            f"using batch size {counts[smallest]}")
+        cfg = replace(cfg, batch_size=counts[smallest])
     test_set = TestSet(test_entries)
     truth = align_ground_truth(gt_dir, [e.video_id for e in test_entries], [e.label for e in test_entries],
                                test_set.clip_counts(), cfg.frames_per_snippet)
@@ -273,9 +284,6 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
         raise InputError(f"{test_list}: test features are {test_set.info.crops} crops x {test_set.info.feature_size}-d, "
                          f"training features {data.info.crops} x {data.info.feature_size}-d")
 
-    train_idx, val_idx = np.arange(len(train_entries)), np.array([], dtype=int)
-    if cfg.select == "val":
-        train_idx, val_idx = split_validation(labels, cfg.val_fraction, cfg.seed)
     batches = PairedBatches(train_idx[labels[train_idx] == 0], train_idx[labels[train_idx] == 1],
                             cfg.batch_size, cfg.shuffle)
 
@@ -362,7 +370,12 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
         log(f"epoch {epoch}/{cfg.epochs}  loss {losses['total']:.4f}  "
             + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({train_s:.1f}s){'  *' if improved else ''}")
     metrics_log.close()
-    summary = {"best_epoch": best["epoch"], "best_value": best["value"], "selection": selection,
+    # best.pt holds best_epoch; best_value is best_metric there (with select=last, best["value"] is an epoch number
+    # used only to compare epochs, so the value reported is the test metric of that final epoch)
+    best_metric = "val_auc" if cfg.select == "val" else cfg.metric
+    best_value = float(metrics.get(cfg.metric, math.nan)) if cfg.select == "last" else best["value"]
+    summary = {"best_epoch": best["epoch"], "best_metric": best_metric, "best_value": best_value,
+               "selection": selection, "final_epoch": max(start_epoch, cfg.epochs),
                "final": metrics, "run_dir": str(run_dir),
                "collapsed": bool(metrics.get("logit_std", 1.0) < COLLAPSE_LOGIT_STD)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
@@ -370,6 +383,11 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
 
 
 def add_arguments(parser) -> None:
+    from pipeline.cli import add_device_argument, add_dtype_argument, add_quiet_argument
+
+    def unset(name: str) -> str:       # options left out keep the --config's setting, else TrainConfig's default
+        return f" (default: the --config's, else {TrainConfig.__dataclass_fields__[name].default})"
+
     parser.add_argument("--train", required=True, help="training list: CSV video_id,label,path or an RTFM .list")
     parser.add_argument("--test", required=True, help="test list (CSV or RTFM .list)")
     parser.add_argument("--gt", required=True, help="ground truth: a folder of <video_id>.npy masks or <video_id>.json "
@@ -380,34 +398,47 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", help="YAML of training settings (configs/train/*.yaml)")
     parser.add_argument("--recipe", choices=tuple(RECIPES),
                         help="default (L2-normalised clips, each beside its video's usual clip, a narrow MGFN; chosen on "
-                             "real UCF-Crime features, docs/training.md) or reference (the published MGFN recipe)")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int, help="videos per class per iteration (reference: 16)")
-    parser.add_argument("--seed", type=int)
+                             "real UCF-Crime features, docs/training.md) or reference (the published MGFN recipe) "
+                             "(default: the --config's, else default)")
+    parser.add_argument("--epochs", type=int, help="training epochs" + unset("epochs"))
+    parser.add_argument("--batch-size", type=int, help="videos per class per iteration (reference: 16)"
+                        + unset("batch_size"))
+    parser.add_argument("--seed", type=int, help="random seed (model initialisation, batch order)" + unset("seed"))
     parser.add_argument("--select", choices=("test", "val", "last"),
-                        help="best.pt: best on the test set (reference), on a validation split, or the last epoch")
-    parser.add_argument("--metric", choices=("auc", "pr_auc", "ap"), help="test metric for --select test")
-    parser.add_argument("--loss-form", choices=("rtfm", "head"), help="smoothness/sparsity form (default rtfm)")
+                        help="best.pt: best on the test set (reference), on a validation split, or the last epoch"
+                             + unset("select"))
+    parser.add_argument("--metric", choices=("auc", "pr_auc", "ap"), help="test metric for --select test"
+                        + unset("metric"))
+    parser.add_argument("--loss-form", choices=("rtfm", "head"),
+                        help="smoothness/sparsity form (default: the --config's, else rtfm)")
     parser.add_argument("--reference-order", action="store_true", help="no shuffling: the reference loaders' order")
-    parser.add_argument("--n-abnormal", type=int, help="RTFM .list training file: number of abnormal lines first (UCF: 810)")
-    parser.add_argument("--model", choices=("mgfn", "mil"), help="mgfn (default) or the MIL ranking baseline (Sultani)")
+    parser.add_argument("--n-abnormal", type=int, help="RTFM .list training file: number of abnormal lines first "
+                                                       "(UCF: 810; default: the --config's, else labels from the names: "
+                                                       "`Normal` in a name means normal)")
+    parser.add_argument("--model", choices=("mgfn", "mil"), help="mgfn or the MIL ranking baseline (Sultani)"
+                        + unset("model_type"))
     parser.add_argument("--extractor", help="the features' extractor (checked against their extractor.json); "
                                             "i3d_lstm: I3D features with an LSTM front end trained jointly with MGFN")
     parser.add_argument("--lstm", metavar="KEY=VALUE,...",
                         help="LSTM front end settings (implies one): layers, hidden, bidirectional, dropout, "
                              "sequences (pooled|clips), max_clips; e.g. hidden=128,bidirectional=true")
     parser.add_argument("--seeds", help="train one run per seed (e.g. 0-4 or 0,3,7) into OUT/seed_<s>; report mean ± std")
-    parser.add_argument("--amp", choices=("none", "bf16"), help="bf16 autocast (fast on AMX CPUs and GPUs)")
-    parser.add_argument("--device", help="cpu, cuda or auto (default)")
+    add_dtype_argument(parser, default=None, amp_alias=True,
+                       help="training arithmetic; bfloat16 is autocast (fast on AMX CPUs and GPUs) (default: the "
+                            "--config's amp, else float32)")
+    add_device_argument(parser, default=None, extra=unset("device"))
     parser.add_argument("--provenance", help="JSON file describing where the features came from (stored in checkpoints)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(parser)
 
 
 def config_from_args(args) -> TrainConfig:
+    from pipeline.cli import AMP_DTYPES
+
     data = TrainConfig.read_yaml(args.config) if args.config else {}
+    amp = {dtype: amp for amp, dtype in AMP_DTYPES.items()}.get(args.dtype)      # --dtype bfloat16: amp bf16
     overrides = {"recipe": args.recipe, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-                 "select": args.select, "metric": args.metric, "n_abnormal": args.n_abnormal, "amp": args.amp,
+                 "select": args.select, "metric": args.metric, "n_abnormal": args.n_abnormal, "amp": amp,
                  "device": args.device, "model_type": args.model, "extractor": args.extractor}
     data.update({k: v for k, v in overrides.items() if v is not None})
     if args.lstm is not None:
@@ -433,7 +464,8 @@ def main(args) -> int:
         return train_seeds(args, cfg, parse_seeds(args.seeds), provenance, progress)
     summary = run_training(args.train, args.test, args.gt, args.out, cfg, resume=args.resume,
                            provenance=provenance, progress=progress, features=args.features)
-    print(f"best epoch {summary['best_epoch']} ({summary['selection']}): {summary['best_value']:.4f}; "
+    print(f"best epoch {summary['best_epoch']} ({summary['selection']}): {summary['best_metric']} "
+          f"{summary['best_value']:.4f}; "
           f"checkpoints in {summary['run_dir']}")
     return 0
 
@@ -468,5 +500,6 @@ def train_seeds(args, cfg: TrainConfig, seeds: list[int], provenance, progress: 
               "collapsed": [r["seed"] for r in rows if r["collapsed"]]}
     (out / "seeds.json").write_text(json.dumps(result, indent=1))
     print(f"{len(seeds)} seeds, {cfg.metric}: final epoch {final.mean():.4f} ± {final.std():.4f}, "
-          f"best on test {best.mean():.4f} ± {best.std():.4f}; collapsed: {result['collapsed'] or 'none'}")
+          f"best on test {best.mean():.4f} ± {best.std():.4f}; collapsed: {result['collapsed'] or 'none'}; "
+          f"runs in {out / 'seed_<s>'}, summary {out / 'seeds.json'}")
     return 0

@@ -27,6 +27,61 @@ COMMANDS = {
 }
 
 
+# ------------------------------------------------------------------ options shared by the commands, worded once
+
+DEVICE_HELP = "auto (CUDA if available, else CPU), cpu, cuda or cuda:N"
+DTYPES = ("float32", "bfloat16")
+AMP_DTYPES = {"none": "float32", "bf16": "bfloat16"}        # the old `--amp` values and the `--dtype` each means
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, except where there is nothing to show (unset, an off switch, an
+    empty list) or the help already says what the default is."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        default = action.default
+        off = default is False and not isinstance(action, argparse.BooleanOptionalAction)   # a switch left off
+        if default is None or off or default == [] or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
+def add_device_argument(parser: argparse.ArgumentParser, default: str | None = "auto", extra: str = "") -> None:
+    """`--device`, with the one help text every command shares."""
+    parser.add_argument("--device", default=default, help=DEVICE_HELP + extra)
+
+
+def add_quiet_argument(parser: argparse.ArgumentParser, help: str = "no progress bars") -> None:
+    """`--quiet` (dest `quiet`), and `--no-progress`, its old name, kept as a hidden alias."""
+    parser.add_argument("--quiet", action="store_true", help=help)
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
+
+
+class _AmpAlias(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, AMP_DTYPES[values])
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser, default: str | None = "float32",
+                       help: str = "model arithmetic; bfloat16 is autocast (fast on recent CPUs and GPUs)",
+                       amp_alias: bool = False) -> None:
+    """`--dtype float32|bfloat16`; with `amp_alias`, also `--amp none|bf16`, its old form, as a hidden alias that
+    sets the same `dtype` (none: float32, bf16: bfloat16)."""
+    parser.add_argument("--dtype", choices=DTYPES, default=default, help=help)
+    if amp_alias:
+        parser.add_argument("--amp", dest="dtype", choices=tuple(AMP_DTYPES), action=_AmpAlias, help=argparse.SUPPRESS)
+
+
+def _use_formatter(parser: argparse.ArgumentParser) -> None:
+    """HelpFormatter for a parser and every subparser under it (subparsers do not inherit it)."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _use_formatter(sub)
+
+
 def _input_error_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = []
     for module in ("mgfn.errors", "extractors.errors"):
@@ -39,11 +94,13 @@ def _input_error_types() -> tuple[type[BaseException], ...]:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgfn", description="Video anomaly detection with I3D features and MGFN.")
+    parser.add_argument("--version", action="store_true", help="print the version (and git commit) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:  # only the chosen command's module is imported
             importlib.import_module(module).add_arguments(p)
+    _use_formatter(parser)
     return parser
 
 
@@ -54,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         command = None
     parser = build_parser(command)
     args = parser.parse_args(argv)
+    if args.version:
+        from pipeline.version import code_version
+
+        print(f"mgfn {code_version()}")
+        return 0
     if args.command is None:
         parser.print_help()
         return 2

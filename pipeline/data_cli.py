@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
                                            "is aligned to their clip counts. With --layout sultani32: <id>.txt (32 lines "
                                            "x 4096 numbers) or <id>.npy [32, 4096], at any depth")
     parser.add_argument("--layout", choices=LAYOUTS, default="clips",
-                        help="what a feature row is: clips (default: one row per 16 frames) or sultani32 (ucf-crime: "
+                        help="what a feature row is: clips (one row per 16 frames) or sultani32 (ucf-crime: "
                              "Sultani's 32 C3D segments per video, converted to OUT/features/<id>.npy [32, 1, 4096]; "
                              "the test ground truth gives each row's frame span, frames after the last span take the "
                              "last row's score; test videos without a frame count are left out with a warning)")
@@ -28,10 +28,10 @@ def add_arguments(parser) -> None:
                                                "UCF_Annotation.txt (2nd column) or a video_id,num_frames CSV")
     parser.add_argument("--train-list", help="list of training videos (RTFM .list, SH_Train.txt, XD_Train.list)")
     parser.add_argument("--test-list", help="list of test videos (RTFM test .list, SH_Test.txt, XD_Test.list)")
-    parser.add_argument("--config", help="dataset settings YAML (default configs/datasets/<dataset>.yaml)")
+    parser.add_argument("--config", help="dataset settings YAML (default: configs/datasets/<dataset>.yaml)")
     parser.add_argument("--out", help="folder to write train.csv, test.csv and gt/")
     parser.add_argument("--link", choices=("hard", "copy"), default="hard",
-                        help="features outside --out are hard-linked (default) or copied into OUT/features/")
+                        help="features outside --out are hard-linked or copied into OUT/features/")
     parser.add_argument("--stats", action="store_true", help="print the number of videos and events per class")
 
 
@@ -69,7 +69,7 @@ def print_report(report: Report, out: Path, file=None) -> None:
 
 
 def main(args) -> int:
-    cfg = DatasetConfig.from_yaml(args.config) if args.config else default_config(args.dataset)
+    cfg = DatasetConfig.from_yaml(args.config, args.dataset) if args.config else default_config(args.dataset)
     src = sources_from_args(args, cfg)
     module = dataset_module(args.dataset)
     if args.stats:

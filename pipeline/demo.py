@@ -8,7 +8,6 @@ torch hub cache and random I3D weights otherwise, and says which.
 from __future__ import annotations
 
 import csv
-import shutil
 import time
 from pathlib import Path
 
@@ -18,9 +17,12 @@ DEMO_WEIGHTS = "i3d_r50_kinetics_caffe2"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="data/demo", help="workspace (default data/demo): model.pt, report.html")
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
-    parser.add_argument("--seed", type=int, default=0)
+    from pipeline.cli import add_quiet_argument
+
+    parser.add_argument("--out", default="data/demo", help="workspace: videos, features, runs, model.pt, report.html")
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the videos and of training")
+    add_quiet_argument(parser, help="no per-stage and per-epoch lines: only warnings and the result")
 
 
 def kinetics_weights_cached() -> bool:
@@ -71,7 +73,7 @@ def run_config(weights: str, epochs: int = 8, seed: int = 0) -> dict:
 
 
 def main(args) -> int:
-    from pipeline.run import run
+    from pipeline.run import quiet_log, run
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -84,9 +86,9 @@ def main(args) -> int:
     make_videos(out, args.seed)
     config = run_config(weights, args.epochs, args.seed)
     (out / "demo.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    rec = run(out / "demo.yaml", log=lambda msg: print(f"demo: {msg}"))
-    train = yaml.safe_load((out / "stages" / "train.json").read_text())
-    shutil.copyfile(train["model"], out / "model.pt")
+    # the run copies the model it trains to model.pt and scores with that copy: the report names the file kept
+    log = lambda msg: print(f"demo: {msg}")  # noqa: E731
+    rec = run(out / "demo.yaml", log=quiet_log(log) if args.quiet else log, keep_model=out / "model.pt")
     auc, inside, gap = rec.get("frame_auc"), rec.get("frame_auc_abnormal"), rec.get("position_gap")
     print(f"demo: frame AUC {auc:.3f} on the test videos (chance 0.5)" if auc is not None else "demo: no AUC")
     if inside is not None:

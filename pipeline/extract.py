@@ -18,30 +18,38 @@ EXIT_FAILED = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from extractors.decode import VIDEO_EXTENSIONS
+    from pipeline.cli import add_device_argument, add_dtype_argument, add_quiet_argument
+
     parser.add_argument("input", type=Path,
-                        help="folder of videos (recursive: .mp4 .avi .mkv .mov .webm and frame folders), one video, "
-                             "or a text file of paths, one per line (relative to the text file's folder)")
+                        help=f"folder of videos (recursive: {' '.join(VIDEO_EXTENSIONS)} and frame folders), one "
+                             "video, or a text file of paths, one per line (relative to the text file's folder)")
     parser.add_argument("--out", type=Path, required=True, help="feature store root; files go to OUT/<extractor-id>/")
     parser.add_argument("--extractor", default="i3d_r50_rtfm",
                         help="i3d_r50_rtfm (RTFM/MGFN features, 2048-d), i3d_r50_ptv (2048-d), i3d_inception (1024-d), "
                              "i3d_lstm (the I3D features of --base; the LSTM is part of the model mgfn train makes)")
     parser.add_argument("--base", help="with --extractor i3d_lstm: the I3D extractor whose features it reads "
-                                       "(default i3d_r50_rtfm)")
+                                       "(default: i3d_r50_rtfm)")
     parser.add_argument("--weights", default=None,
-                        help="weights file, registry name, or 'random' (explicit; every output then says so)")
+                        help="weights file, registry name, or 'random' (explicit; every output then says so) "
+                             "(default: the extractor's Kinetics weights)")
     parser.add_argument("--crops", type=int, choices=(10, 5, 1), default=10, help="ten-crop, five-crop or centre crop")
     parser.add_argument("--preset", default=None, help="preprocessing preset: rtfm, inception, kinetics (default: the model's)")
-    parser.add_argument("--resize", default="short256", help="resize rule before cropping (default short256)")
+    parser.add_argument("--resize", default="short256",
+                        help="resize rule before cropping: shortN (shorter side to N), WxH or none")
+    parser.add_argument("--crop-size", type=int, default=224, help="side of the square crops the network sees")
     parser.add_argument("--tail", choices=("pad", "loop", "drop"), default="pad",
                         help="last partial clip: pad with the last frame (T=ceil(N/16)), loop, or drop (T=floor(N/16))")
-    parser.add_argument("--fps", type=float, default=None, help="resample videos to this frame rate first")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="model arithmetic; bfloat16 is autocast (fast on recent CPUs and GPUs)")
-    parser.add_argument("--batch-size", type=int, default=None, help="clips per forward pass (x crops); default 1 on CPU, 8 on CUDA")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="resample videos to this frame rate first (default: each video's own)")
+    add_device_argument(parser)
+    add_dtype_argument(parser)
+    parser.add_argument("--batch-size", type=int, default=None, help="clips per forward pass (x crops) (default: 1 on CPU, 8 on CUDA)")
     parser.add_argument("--workers", type=int, default=1,
                         help="threads preparing clips: 1 decodes and transforms; N > 1: one decodes, N-1 resize and crop")
-    parser.add_argument("--flush-every", type=int, default=32, help="make a long video resumable every N clips")
+    parser.add_argument("--flush-every", type=int, default=None,
+                        help="make a long video resumable every N clips (default: 32 on CPU, 256 on CUDA, where "
+                             "each flush's fsyncs would otherwise hold up the GPU)")
     parser.add_argument("--rtfm-names", action="store_true", help="name files <video-id>_i3d.npy, as the RTFM features are")
     parser.add_argument("--file-dtype", choices=("float32", "float16"), default="float32", help="dtype of the saved arrays")
     parser.add_argument("--allow-outside", action="store_true",
@@ -51,20 +59,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "CUDA; 0 on CPU, one decoder thread, as the model needs every core)")
     parser.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
                         help="torch.compile the network on CUDA (auto: when the videos hold enough frames for the "
-                             "~1 min compile to pay back); ignored on CPU (default auto)")
+                             "~1 min compile to pay back); ignored on CPU")
     parser.add_argument("--strict", action="store_true",
                         help="count a truncated video (fewer frames decode than its header declares) as failed")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local: this process; ray: one extractor actor per GPU (or per --cpus-per-worker "
-                             "CPUs) of a Ray cluster, all writing OUT (default local)")
+                             "CPUs) of a Ray cluster, all writing OUT")
     parser.add_argument("--address", default=None,
                         help="with --backend ray: the cluster to join (auto: a running `ray start` cluster; "
                              "default: start a local one)")
     parser.add_argument("--gpus-per-worker", type=float, default=1.0,
-                        help="with --backend ray: GPUs per extractor actor (default 1)")
+                        help="with --backend ray: GPUs per extractor actor")
     parser.add_argument("--workers-ray", dest="ray_workers", type=int, default=None,
                         help="with --backend ray: number of extractor actors (default: one per GPU, else 1)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_quiet_argument(parser)
 
 
 def list_inputs(input_path: Path, allow_outside: bool = False) -> list[Path]:
@@ -157,13 +165,13 @@ def main(args: argparse.Namespace) -> int:
         extractor = FeatureExtractor(
             name, weights=args.weights, crops=args.crops, preset=args.preset, resize=args.resize,
             tail=args.tail, fps=args.fps, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-            workers=args.workers, compile=compile_network)
+            workers=args.workers, crop_size=args.crop_size, compile=compile_network)
         if extractor.random_weights:
             _warn_random(extractor.extractor_id)
         store = open_store(args, extractor)
         extractor.warmup(log=lambda msg: print(f"mgfn extract: {msg}", file=sys.stderr))
         with store:
-            result = extract_videos(extractor, store, videos, show=not args.no_progress, decoders=args.decoders,
+            result = extract_videos(extractor, store, videos, show=not args.quiet, decoders=args.decoders,
                                     strict=args.strict)
         store_dir, extractor_id, random_weights = store.dir, extractor.extractor_id, extractor.random_weights
     print(summary_line(len(videos), result))
@@ -182,7 +190,8 @@ def open_store(args: argparse.Namespace, extractor):
     from pipeline.store import FeatureStore
 
     batch = extractor.batch_size
-    flush_every = -(-args.flush_every // batch) * batch if args.flush_every > 0 else args.flush_every
+    flush_every = args.flush_every if args.flush_every is not None else (256 if extractor.device.type == "cuda" else 32)
+    flush_every = -(-flush_every // batch) * batch if flush_every > 0 else flush_every
     store = FeatureStore(args.out, extractor.extractor_id, rtfm_names=args.rtfm_names,
                          file_dtype=args.file_dtype, flush_every=flush_every)
     store.write_extractor_info(extractor.config())

@@ -14,12 +14,24 @@ from pipeline import report
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
-    report.add_plot_arguments(sub.add_parser("features", help="a feature file as a heat map, per-clip mean, one clip"))
-    curves = sub.add_parser("curves", help="per-epoch ROC-AUC and PR-AUC of a training run")
+    report.add_plot_arguments(sub.add_parser(
+        "features", help="a feature file as a heat map, per-clip mean, one clip",
+        description="Write a PNG of a feature file ([T, crops, D] or [T, D] .npy from mgfn extract, crops averaged): "
+                    "a clips x channels heat map, the per-clip mean and L2 norm, and the channels of one clip."))
+    curves = sub.add_parser(
+        "curves", help="per-epoch ROC-AUC, PR-AUC and loss terms of a training run",
+        description="Write a PNG of a training run's metrics.csv: per-epoch ROC-AUC, PR-AUC and AP on one panel, "
+                    "and each loss term on a panel of its own with its own scale (the terms differ by orders of "
+                    "magnitude).")
     curves.add_argument("run", type=Path, help="run folder (or its metrics.csv)")
-    curves.add_argument("--out", type=Path, help="PNG to write (default RUN/curves.png)")
-    scores = sub.add_parser("scores", help="a scored video: frame scores (<video-id>.csv from mgfn score) or row "
-                                           "scores (<video-id>.npy from mgfn eval --scores-dir)")
+    curves.add_argument("--out", type=Path, help="PNG to write (default: RUN/curves.png)")
+    scores = sub.add_parser(
+        "scores", help="a scored video: frame scores (<video-id>.csv from mgfn score) or row scores (<video-id>.npy "
+                       "from mgfn eval --scores-dir)",
+        description="Write a PNG of a video's anomaly score over time, from frame scores (<video-id>.csv of mgfn "
+                    "score) or row scores (<video-id>.npy of mgfn eval --scores-dir). With --gt the ground-truth "
+                    "events are shaded red and row scores are spread over the rows' frame spans (else over 16-frame "
+                    "clips).")
     scores.add_argument("csv", type=Path, metavar="FILE", help="<video-id>.csv or <video-id>.npy")
     scores.add_argument("--out", type=Path, help="PNG to write (default: FILE with .png)")
     scores.add_argument("--gt", type=Path, help="with an .npy: ground-truth folder or JSON file (as mgfn eval --gt); "

@@ -27,7 +27,7 @@ def _extractor_kwargs(args: argparse.Namespace) -> dict:
     name, _ = resolve_extractor(args.extractor, args.base)
     return dict(name=name, weights=args.weights, crops=args.crops, preset=args.preset, resize=args.resize,
                 tail=args.tail, fps=args.fps, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                workers=args.workers)
+                workers=args.workers, crop_size=args.crop_size)
 
 
 class ExtractorActor:

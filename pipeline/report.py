@@ -4,8 +4,10 @@
 - `plot_training_curves`: per-epoch ROC-AUC / PR-AUC / AP from a run's `metrics.csv`.
 - `plot_features`: a feature file `[T, crops, D]` as a clips x channels heat map, per-clip mean, one clip's profile.
 - `write_report`: one HTML page per scoring run: each video with its score curve under it, a cursor that follows
-  playback, click-to-seek on the curve and on the top segments, provenance at the top (and a banner for random
-  weights). No external resources: the page works from a file or any static server, offline.
+  playback, click-to-seek on the curve and on the top segments, provenance at the top (date, code version, model,
+  training settings, and a banner for random weights), the videos that failed with their reasons. Videos browsers
+  cannot play get an H.264 preview beside the page (pipeline.preview). No external resources: the page works from a
+  file or any static server, offline.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import html
 import json
 import math
 import os
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -89,12 +92,19 @@ def _read_metrics(metrics_csv) -> dict[str, np.ndarray]:
 
 
 def plot_training_curves(metrics_csv, path="curves.png") -> Path:
-    """Save per-epoch ROC-AUC and PR-AUC (and AP, validation AUC, loss where recorded) of a run's metrics.csv."""
+    """Save per-epoch ROC-AUC and PR-AUC (and AP, validation AUC where recorded) of a run's metrics.csv, and each
+    loss term on a panel of its own: the terms differ by orders of magnitude (the contrastive term ~4e4, the others
+    ~1), so one shared axis would flatten all but the largest to zero."""
     plt = _pyplot()
     m = _read_metrics(metrics_csv)
     epoch = m["epoch"]
-    losses = [k for k in m if k.startswith("loss_")]
-    fig, axes = plt.subplots(1, 2 if losses else 1, figsize=(10 if losses else 6, 3.2), squeeze=False)
+    losses = [k for k in m if k.startswith("loss_") and not np.isnan(m[k]).all()]
+    panels = 1 + len(losses)
+    ncols = min(panels, 4)
+    nrows = -(-panels // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(6.0, 3.6 * ncols), 3.0 * nrows), squeeze=False)
+    for ax in axes.flat[panels:]:
+        ax.remove()
     ax = axes[0, 0]
     labels = {"auc": "ROC-AUC", "pr_auc": "PR-AUC", "ap": "AP", "val_auc": "validation AUC", "auc_abnormal": "AUC (abnormal videos)"}
     for key, label in labels.items():
@@ -106,14 +116,14 @@ def plot_training_curves(metrics_csv, path="curves.png") -> Path:
     ax.set_title("evaluation")
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.25)
-    if losses:
-        ax = axes[0, 1]
-        for key in losses:
-            ax.plot(epoch, m[key], lw=1.4, label=key[5:])
+    for i, key in enumerate(losses, 1):
+        ax = axes.flat[i]
+        ax.plot(epoch, m[key], lw=1.4, color="tab:red" if key == "loss_total" else "tab:purple")
         ax.set_xlabel("epoch")
-        ax.set_title("training loss")
-        ax.legend(fontsize=8, frameon=False)
+        ax.set_title(f"loss: {key[5:]}", fontsize=10)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)
         ax.grid(alpha=0.25)
+    fig.tight_layout()
     try:
         return _save(fig, path)
     finally:
@@ -196,11 +206,12 @@ def plot_features_main(args) -> int:
 
 # --------------------------------------------------------------------------------------------- HTML report
 
-VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".ogv": "video/ogg",
-               ".mov": "video/quicktime", ".mkv": "video/x-matroska"}
-PROVENANCE_LABELS = [("model", "model"), ("model_path", "model"), ("extractor", "extractor"),
-                     ("extractor_name", "extractor"), ("extractor_id", "extractor id"), ("weights", "weights"),
-                     ("weights_name", "weights"), ("weights_digest", "weights digest"), ("random_weights", "random weights")]
+PROVENANCE_LABELS = [("date", "date"), ("code_version", "code version"), ("model", "model"), ("model_path", "model"),
+                     ("model_source", "model copied from"), ("model_epoch", "model checkpoint"),
+                     ("training", "training settings"), ("model_settings", "model settings"),
+                     ("extractor", "extractor"), ("extractor_name", "extractor"), ("extractor_id", "extractor id"),
+                     ("weights", "weights"), ("weights_name", "weights"), ("weights_digest", "weights digest"),
+                     ("random_weights", "random weights")]
 
 # the plot area of every curve, in SVG user units (the SVG scales to the page width)
 _W, _H, _X0, _X1, _Y0, _Y1 = 1000, 190, 46, 990, 10, 160
@@ -210,17 +221,17 @@ def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _video_src(video_path, out_dir: Path, embed: bool, embed_limit: int) -> tuple[str, str]:
-    """(src, type) for a <video>: a data: URI when embedding a small file, else a URL relative to the report."""
+def _video_src(video_path, out_dir: Path, embed: bool, embed_limit: int, kind: str) -> str:
+    """The src of a <video>: a data: URI (of MIME type `kind`) when embedding a small file, else a URL relative to
+    the report."""
     path = Path(video_path)
-    kind = VIDEO_TYPES.get(path.suffix.lower(), "video/mp4")
     if embed and path.is_file() and path.stat().st_size <= embed_limit:
-        return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}", kind
+        return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
     try:
         rel = os.path.relpath(path.resolve(), out_dir.resolve())
     except ValueError:                                    # another drive (Windows): absolute file URL
-        return path.resolve().as_uri(), kind
-    return quote(Path(rel).as_posix(), safe="/"), kind    # '#', '?', '&', spaces in names survive as a URL
+        return path.resolve().as_uri()
+    return quote(Path(rel).as_posix(), safe="/")          # '#', '?', '&', spaces in names survive as a URL
 
 
 def _nice_step(span: float, target: int = 8) -> float:
@@ -278,6 +289,14 @@ def _json_for_script(value) -> str:
         ">", "\\u003e").replace("&", "\\u0026")
 
 
+def _provenance_value(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "-"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
 def _provenance_html(provenance: dict) -> str:
     rows, seen = [], set()
     for key, label in PROVENANCE_LABELS:
@@ -285,8 +304,7 @@ def _provenance_html(provenance: dict) -> str:
             rows.append((label, provenance[key]))
             seen.add(key)
     rows += [(k.replace("_", " "), v) for k, v in provenance.items() if k not in seen]
-    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(json.dumps(v) if isinstance(v, (dict, list)) else v)}</td></tr>"
-                    for k, v in rows)
+    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_provenance_value(v))}</td></tr>" for k, v in rows)
     banner = ""
     if provenance.get("random_weights"):
         banner = ('<div id="random-weights-warning" class="warning" role="alert"><strong>Random weights.</strong> '
@@ -316,6 +334,8 @@ svg .hit{fill:transparent}
 ol.segments{margin:4px 0;padding-left:22px} ol.segments button{font:inherit;background:none;border:0;padding:0;
 color:#1e63c6;cursor:pointer;text-decoration:underline}
 .muted{color:#777}
+.video-note{background:#fff3cd;color:#5c4400;padding:6px 10px;border-radius:4px;margin:6px 0}
+table.failed td:first-child{font-weight:600;padding-right:16px}
 """
 
 SCRIPT = """
@@ -371,25 +391,43 @@ SCRIPT = """
 
 
 def write_report(out_html, videos: list[dict], provenance: dict | None = None, title: str = "Anomaly scores",
-                 embed_videos: bool = False, embed_limit: int = 8 << 20, threshold: float | None = None) -> Path:
-    """Write one self-contained HTML page: provenance, then each video with its score curve, cursor and top segments.
+                 embed_videos: bool = False, embed_limit: int = 8 << 20, threshold: float | None = None,
+                 failed=()) -> Path:
+    """Write one self-contained HTML page: provenance, the videos that failed, then each video with its score curve,
+    cursor and top segments.
 
     videos: dicts with video_id, video_path, fps, frame_scores, and optionally events ([[start, end]] frames)
-    and segments ([{start_s, end_s, max_score}]). embed_videos puts files up to embed_limit bytes in the page.
+    and segments ([{start_s, end_s, max_score}]). failed: (video id, reason) pairs. embed_videos puts files up to
+    embed_limit bytes in the page. A video browsers cannot play (AVI, MKV, MPEG-4 Part 2, frame folders, ...) is
+    shown as an H.264 preview made in OUT/previews/ (pipeline.preview), or with a note saying why it cannot play.
     Linked videos seek when the page is opened as a file or served with HTTP Range support (`python -m http.server`
-    has none: Chromium then cannot seek them); embedded ones seek anywhere.
+    has none: Chromium then cannot seek them); embedded ones seek anywhere. The provenance gets the date and the
+    code version unless it has them.
     """
+    from pipeline.preview import preview_for
+    from pipeline.version import code_version
+
     out_html = Path(out_html)
     out_dir = out_html.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     provenance = dict(provenance or {})
+    provenance.setdefault("date", time.strftime("%Y-%m-%d %H:%M:%S %z"))
+    provenance.setdefault("code_version", code_version())
     payload, sections, summary = [], [], []
     for i, v in enumerate(videos):
         video_id, fps = str(v["video_id"]), float(v["fps"])
         scores = np.asarray(v["frame_scores"], dtype=np.float64).ravel()        # [frames]
         events = [[int(s), int(e)] for s, e in (v.get("events") or [])]
         segments = sorted(v.get("segments") or [], key=lambda s: -float(s["max_score"]))
-        src, kind = _video_src(v["video_path"], out_dir, embed_videos, embed_limit)
+        shown = preview_for(v["video_path"], out_dir, fps)
+        src = _video_src(shown.path, out_dir, embed_videos, embed_limit, shown.mime)
+        if shown.note:
+            video_note = f'<p class="video-note" role="note">{_e(shown.note)}</p>'
+        elif shown.preview_of:
+            video_note = (f'<p class="muted">Shown: an H.264 preview of {_e(shown.preview_of)}, '
+                          'which browsers do not play as it is.</p>')
+        else:
+            video_note = ""
         duration = len(scores) / fps
         payload.append({"fps": fps, "duration": duration,
                         "scores": [None if not math.isfinite(s) else round(float(s), 5) for s in scores]})
@@ -409,17 +447,23 @@ def write_report(out_html, videos: list[dict], provenance: dict | None = None, t
                      if threshold is not None else "") + "</div>")
         sections.append(
             f'<section class="video" id="video-{i}" data-index="{i}"><h2>{_e(video_id)}</h2>'
-            f'<video controls preload="metadata" playsinline><source src="{_e(src)}" type="{_e(kind)}">'
-            f'This browser cannot play {_e(Path(v["video_path"]).name)}.</video>'
+            f'<video controls preload="metadata" playsinline><source src="{_e(src)}" type="{_e(shown.mime)}">'
+            f'This browser cannot play {_e(Path(v["video_path"]).name)}.</video>{video_note}'
             f'{_curve_svg(scores, fps, events, threshold, f"anomaly score of {video_id}")}'
             f'<div class="readout" aria-live="off"></div>{legend}{segment_html}</section>')
+    failed_html = ""
+    if failed:
+        rows = "".join(f"<tr><td>{_e(vid)}</td><td>{_e(reason)}</td></tr>" for vid, reason in failed)
+        failed_html = (f'<h2 id="failed">Failed videos ({len(failed)})</h2>'
+                       '<p class="muted">These videos were not scored.</p>'
+                       f'<table class="failed" id="failed-videos"><tr><th>video</th><th>reason</th></tr>{rows}</table>')
     data = {"plot": {"x0": _X0, "x1": _X1}, "videos": payload}
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1">'
             f'<link rel="icon" href="data:,"><title>{_e(title)}</title><style>{CSS}</style></head><body>'
             f'<h1>{_e(title)}</h1>{_provenance_html(provenance)}'
             f'<table class="summary"><tr><th>video</th><th>frames</th><th>length</th><th>max score</th>'
-            f'<th>events</th></tr>{"".join(summary)}</table>'
+            f'<th>events</th></tr>{"".join(summary)}</table>{failed_html}'
             f'<p class="muted">Click a curve or a segment to jump there; the black line follows playback.</p>'
             f'{"".join(sections)}'
             f'<script type="application/json" id="report-data">{_json_for_script(data)}</script>'

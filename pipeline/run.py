@@ -13,48 +13,97 @@ import io
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from mgfn.errors import InputError
+from mgfn.schema import Setting, check, read_yaml, settings, setting
 
 STAGES = ("extract", "train", "score", "report")
 
 
+def _extractor_settings(_section) -> dict:
+    """The `extractor:` section: FeatureExtractor's keyword arguments, and `base` for i3d_lstm."""
+    from extractors.extractor import FeatureExtractor
+
+    return {**settings(FeatureExtractor),
+            "base": Setting("base", str | None, None, help="i3d_lstm: the I3D extractor under the LSTM")}
+
+
+def _train_settings(_section):
+    from mgfn.train import TrainConfig
+
+    return TrainConfig
+
+
+@dataclass
+class DatasetSection:
+    """`dataset:` of a run config (paths relative to the YAML)."""
+
+    videos: str = setting(help="folder of videos")
+    labels: str = setting(help="labels CSV: video_id,label,split[,path]")
+    gt: str = setting(help="ground-truth folder: <video_id>.json events or <video_id>.npy masks")
+
+
+@dataclass
+class ScoreSection:
+    """`score:` of a run config."""
+
+    videos: str | list[str] = setting("test", choices=("test", "all"), help="test, all or a list of video paths")
+    threshold: float = setting(0.5, min=0, max=1, help="frames scoring above it are flagged")
+
+
 @dataclass
 class RunConfig:
-    """One YAML: the dataset, the extractor, training settings and the videos to score (paths relative to the YAML)."""
+    """One YAML: the dataset, the extractor, training settings and the videos to score (paths relative to the YAML).
 
-    name: str
-    workspace: str                       # where every stage writes
-    dataset: dict                        # videos: folder, labels: CSV video_id,label,split[,path], gt: folder
-    extractor: dict = field(default_factory=lambda: {"name": "i3d_r50_rtfm"})   # or just a name; i3d_lstm: + base
-    train: dict = field(default_factory=dict)
-    score: dict = field(default_factory=dict)   # videos: "test" (default) | "all" | [paths]; threshold: 0.5
+    Each section's settings are those of the dataclass (or class) named as its schema; `from_yaml` holds the file
+    against them (mgfn.schema) before any work.
+    """
+
+    name: str = setting(help="the run's name (it names the run folder)")
+    workspace: str = setting(help="where every stage writes")
+    dataset: dict = setting(schema=DatasetSection, help="videos, labels and ground truth")
+    extractor: dict = setting(factory=lambda: {"name": "i3d_r50_rtfm"}, schema=_extractor_settings,
+                              help="FeatureExtractor settings, or just a name; i3d_lstm: + base")
+    train: dict = setting(factory=dict, schema=_train_settings, help="training settings (mgfn.train.TrainConfig)")
+    score: dict = setting(factory=dict, schema=ScoreSection, help="which videos to score, and the threshold")
     report: str | None = None            # where to put the report (default WORKSPACE/report.html)
     allow_outside: bool = False          # let paths point outside the config's folder
 
     @classmethod
     def from_yaml(cls, path) -> tuple["RunConfig", Path]:
+        """The config, every section checked and the training settings tried: a bad setting is one line."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: config file not found")
-        data = yaml.safe_load(path.read_text())
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: expected a mapping")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
-        missing = sorted({"name", "workspace", "dataset"} - set(data))
-        if missing:
-            raise InputError(f"{path}: missing {missing}")
-        if isinstance(data.get("extractor"), str):          # `extractor: i3d_lstm`
+        data = read_yaml(path)
+        if isinstance(data, dict) and isinstance(data.get("extractor"), str):          # `extractor: i3d_lstm`
             data["extractor"] = {"name": data["extractor"]}
-        return cls(**data), path.resolve().parent
+        cfg = cls(**check({} if data is None else data, cls, path))
+        try:
+            cfg.resolve()
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        return cfg, path.resolve().parent
+
+    def resolve(self):
+        """(the extractor whose features are read, its other settings, the TrainConfig)."""
+        from mgfn.lstm import resolve_extractor
+        from mgfn.train import TrainConfig
+
+        ext_args = dict(self.extractor)
+        # i3d_lstm: the I3D features of its base are extracted (and shared with plain runs); the LSTM is in the model
+        ext_name, lstm = resolve_extractor(ext_args.pop("name", "i3d_r50_rtfm"), ext_args.pop("base", None))
+        train = dict(self.train)
+        if lstm:
+            if train.get("extractor") not in (None, self.extractor["name"]):
+                raise InputError(f"extractor is {self.extractor['name']} but train.extractor is {train['extractor']}")
+            train["extractor"] = self.extractor["name"]
+        try:
+            return ext_name, ext_args, TrainConfig(**train)
+        except InputError as exc:
+            raise InputError(f"train: {exc}") from None
 
 
 def _digest(*parts) -> str:
@@ -139,12 +188,15 @@ def _write_list(path: Path, rows) -> Path:
     return path
 
 
-def run(config_path, stop_after: str | None = None, log=print) -> dict:
-    """Every stage in order; returns the record of the last one run."""
+def run(config_path, stop_after: str | None = None, log=print, keep_model=None) -> dict:
+    """Every stage in order; returns the record of the last one run.
+
+    keep_model: where to copy the trained model (`mgfn demo`'s model.pt); the run then scores with that copy, so
+    its report names the file that is kept.
+    """
     from extractors.extractor import FeatureExtractor
     from mgfn.checkpoint import load_model
-    from mgfn.lstm import resolve_extractor
-    from mgfn.train import TrainConfig, run_training
+    from mgfn.train import run_training
     from pipeline.extract import extract_videos
     from pipeline.report import write_report
     from pipeline.score import report_entries, score_videos
@@ -155,15 +207,7 @@ def run(config_path, stop_after: str | None = None, log=print) -> dict:
     if not cfg.allow_outside and not workspace.is_relative_to(base.resolve()):
         raise InputError(f"workspace {cfg.workspace} is outside the config's folder (set allow_outside: true)")
     videos, gt_dir = read_dataset(cfg, base)
-    ext_args = dict(cfg.extractor)
-    # i3d_lstm: the I3D features of its base are extracted (and shared with plain runs); the LSTM is in the model
-    ext_name, lstm = resolve_extractor(ext_args.pop("name", "i3d_r50_rtfm"), ext_args.pop("base", None))
-    train_settings = dict(cfg.train)
-    if lstm:
-        if train_settings.get("extractor") not in (None, cfg.extractor["name"]):
-            raise InputError(f"extractor is {cfg.extractor['name']} but train.extractor is {train_settings['extractor']}")
-        train_settings["extractor"] = cfg.extractor["name"]
-    train_cfg = TrainConfig(**train_settings)       # validated before any work starts
+    ext_name, ext_args, train_cfg = cfg.resolve()     # validated by from_yaml, before any work starts
     stages = Stages(workspace)
 
     # extract ---------------------------------------------------------------------------------------------------
@@ -179,11 +223,12 @@ def run(config_path, stop_after: str | None = None, log=print) -> dict:
             store.write_extractor_info(extractor.config())
             done, skipped, failed = extract_videos(extractor, store, [v.path for v in videos], show=False)
         rec = stages.finish("extract", digest, extractor_id=extractor.extractor_id, done=len(done) + len(skipped),
-                            failed=failed)
+                            failed=failed, features=str(store.dir))
         log(f"[extract] {len(done)} extracted, {len(skipped)} already done, {len(failed)} failed")
     else:
         log(f"[extract] done before ({rec['extractor_id']}): skipped")
     extractor_id, failed_ids = rec["extractor_id"], {vid for vid, _ in rec["failed"]}
+    extract_failed = [(vid, reason) for vid, reason in rec["failed"]]
     if stop_after == "extract":
         return rec
 
@@ -205,7 +250,16 @@ def run(config_path, stop_after: str | None = None, log=print) -> dict:
                             final=summary["final"], best_epoch=summary["best_epoch"], selection=summary["selection"])
     else:
         log(f"[train] done before ({run_dir.name}): skipped")
-    model_path = Path(rec["model"])
+    model_path, model_source = Path(rec["model"]), None
+    if keep_model is not None:
+        import shutil
+
+        kept = Path(keep_model).resolve()
+        if not kept.is_file() or kept.read_bytes() != model_path.read_bytes():
+            tmp = kept.with_name(f".{kept.name}.tmp")
+            shutil.copyfile(model_path, tmp)
+            os.replace(tmp, kept)
+        model_path, model_source = kept, str(model_path)
     if stop_after == "train":
         return rec
 
@@ -217,14 +271,17 @@ def run(config_path, stop_after: str | None = None, log=print) -> dict:
         targets = [(base / p).resolve() for p in which]
     threshold = float(cfg.score.get("threshold", 0.5))
     digest = _digest("score", hashlib.sha256(model_path.read_bytes()).hexdigest(), [str(t) for t in targets],
-                     threshold)
+                     threshold, str(model_path))          # the path too: the report names the model file used
     scores_dir = workspace / "scores" / run_dir.name
     score_rec = stages.done("score", digest)
     if score_rec is None:
-        model, _ = load_model(model_path)
+        model, ckpt = load_model(model_path)
         with FeatureStore(workspace / "features", extractor_id) as store:
             info = json.loads((feature_dir / "extractor.json").read_text())
-            summaries, failed, provenance = score_videos(model, store, info, targets, scores_dir, threshold, model_path)
+            summaries, failed, provenance = score_videos(model, store, info, targets, scores_dir, threshold, model_path,
+                                                         ckpt=ckpt)
+        if model_source:
+            provenance["model_source"] = model_source
         score_rec = stages.finish("score", digest, scores_dir=str(scores_dir), summaries=summaries, failed=failed,
                                   provenance=provenance)
         log(f"[score] {len(summaries)} videos scored into {scores_dir}")
@@ -258,8 +315,12 @@ def run(config_path, stop_after: str | None = None, log=print) -> dict:
             ends = np.flatnonzero(np.diff(np.concatenate([[0], mask, [0]])) == -1) - 1
             events[vid] = [[int(a), int(b)] for a, b in zip(starts, ends)]
         quality = localisation(masks, preds)
+        wanted = {v.video_id for v in videos if which == "all" or v.split == "test"} if which in ("test", "all") \
+            else {Path(p).stem for p in which}           # the videos this run meant to score, failed ones included
+        failed = [(vid, reason) for vid, reason in extract_failed if vid in wanted] + \
+            [(vid, reason) for vid, reason in score_rec["failed"]]
         write_report(report_path, report_entries(scores_dir, score_rec["summaries"], events),
-                     score_rec["provenance"], title=f"mgfn run: {cfg.name}", threshold=threshold)
+                     score_rec["provenance"], title=f"mgfn run: {cfg.name}", threshold=threshold, failed=failed)
         rec = stages.finish("report", digest, report=str(report_path), **quality)
         note = ""
         if quality["frame_auc"] is not None:
@@ -293,12 +354,30 @@ def localisation(masks: list[np.ndarray], preds: list[np.ndarray], clip: int = 1
 
 
 def add_arguments(parser) -> None:
+    from pipeline.cli import add_quiet_argument
+
     parser.add_argument("config", help="run YAML: name, workspace, dataset, extractor, train, score (see README)")
-    parser.add_argument("--stop-after", choices=STAGES, help="stop after this stage")
+    parser.add_argument("--stop-after", choices=STAGES, help="stop after this stage (default: run them all)")
+    add_quiet_argument(parser, help="no per-stage and per-epoch lines: only warnings and the result")
+
+
+def quiet_log(log=print):
+    """The log of `--quiet`: stage and epoch lines left out, warnings, notes and errors kept."""
+    def keep(line: str) -> None:
+        if any(word in line.lower() for word in ("warning", "note:", "error")):
+            log(line)
+    return keep
 
 
 def main(args) -> int:
-    rec = run(args.config, stop_after=args.stop_after)
-    if rec.get("stage") == "report" and rec.get("frame_auc") is not None:
-        print(f"frame AUC {rec['frame_auc']:.3f}; report {rec['report']}")
+    rec = run(args.config, stop_after=args.stop_after, log=quiet_log() if args.quiet else print)
+    stage = rec.get("stage")
+    if stage == "report":
+        auc = rec.get("frame_auc")
+        print((f"frame AUC {auc:.3f}; " if auc is not None else "") + f"report {rec['report']}")
+    else:                                          # --stop-after: where that stage's output went
+        where = {"extract": f"features in {rec.get('features') or rec.get('extractor_id')}",
+                 "train": f"model {rec.get('model')}",
+                 "score": f"scores in {rec.get('scores_dir')}"}.get(stage, "")
+        print(f"mgfn run: stopped after {stage}" + (f"; {where}" if where else ""))
     return 0

@@ -2,9 +2,11 @@
 
 Features come from the feature store (nothing is extracted twice) with the extractor, weights and preset the
 model was trained on, as recorded in the checkpoint; a mismatch is refused. Per video: `<id>.csv` (frame,
-time_s, score for every real frame), `<id>.json` (max score, segments above the threshold), a plot, and one
-`report.html` for the run. A feature row's score covers its 16-frame clip, or its frame span where the feature
-store's record gives `spans` (rows that are not clips); the JSON then carries those spans.
+time_s, score for every real frame), `<id>.json` (max score, segments above the threshold), a plot; for the run,
+`summary.csv` (every input: scored or failed, and why) and one `report.html`. Inputs that are missing or cannot be
+read are reported and the others still scored; the exit status is then 1. A feature row's score covers its
+16-frame clip, or its frame span where the feature store's record gives `spans` (rows that are not clips); the
+JSON then carries those spans.
 """
 from __future__ import annotations
 
@@ -79,23 +81,30 @@ def write_scores(out: Path, video: ScoredVideo, threshold: float, provenance: di
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("inputs", nargs="+", type=Path, help="videos, folders of videos, or text files of paths")
+    from extractors.decode import VIDEO_EXTENSIONS
+    from pipeline.cli import add_device_argument, add_quiet_argument
+
+    parser.add_argument("inputs", nargs="+", type=Path,
+                        help=f"videos ({' '.join(VIDEO_EXTENSIONS)}), folders of videos (recursive), or text files "
+                             "of paths")
     parser.add_argument("--model", required=True, type=Path, help="checkpoint from mgfn train (best.pt) or mgfn demo")
     parser.add_argument("--out", required=True, type=Path, help="folder for <video-id>.csv/.json/.png and report.html")
     parser.add_argument("--store", type=Path, default=Path("data/features"),
-                        help="feature store root shared with mgfn extract (default data/features)")
+                        help="feature store root shared with mgfn extract: features are extracted into "
+                             "STORE/<extractor-id>/ once and reused")
     parser.add_argument("--features", type=Path,
                         help="a feature folder (OUT/<extractor-id>/ of mgfn extract) to read instead of extracting")
-    parser.add_argument("--weights", help="I3D weights (name, path or 'random'); default: those the model was trained on")
+    parser.add_argument("--weights", help="I3D weights (name, path or 'random') (default: those the model was trained on)")
     parser.add_argument("--extractor", help="only for models with no record of their features (e.g. imported ones); "
                                             "i3d_lstm (I3D features, LSTM front end) must match the model")
     parser.add_argument("--base", help="with --extractor i3d_lstm: the I3D extractor whose features it reads "
                                        "(default: the recorded one, else i3d_r50_rtfm)")
     parser.add_argument("--threshold", type=float, default=0.5, help="score above which frames form anomalous segments")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
-    parser.add_argument("--batch-size", type=int, default=None, help="clips per I3D forward pass")
+    add_device_argument(parser)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="clips per I3D forward pass (default: 1 on CPU, 8 on CUDA)")
     parser.add_argument("--embed-videos", action="store_true", help="embed small videos in report.html (base64)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_quiet_argument(parser)
 
 
 def recorded_extractor(ckpt: dict) -> dict:
@@ -181,15 +190,17 @@ def open_features(args, recorded: dict, videos: list[Path], requested: str | Non
     extractor = build_extractor(recorded, args, requested)
     store = FeatureStore(args.store, extractor.extractor_id)
     store.write_extractor_info(extractor.config())
-    _, _, failed = extract_videos(extractor, store, videos, show=not args.no_progress)
+    _, _, failed = extract_videos(extractor, store, videos, show=not args.quiet)
     return store, extractor.config(), failed
 
 
 def score_videos(model, store, info: dict, videos: list[Path], out: Path, threshold: float, model_path,
-                 skip: set[str] = frozenset()) -> tuple[list[dict], list[tuple[str, str]], dict]:
+                 skip: set[str] = frozenset(), ckpt: dict | None = None
+                 ) -> tuple[list[dict], list[tuple[str, str]], dict]:
     """Score every video whose features are in `store`: per-video CSV/JSON/PNG in `out`.
 
-    Returns (summaries, failed, provenance); videos in `skip` (failed earlier) are left out.
+    Returns (summaries, failed, provenance); videos in `skip` (failed earlier) are left out. With the model's
+    checkpoint dict `ckpt`, the provenance also says which epoch it holds and how it was trained.
     """
     from mgfn.data import magnitude_channel
     from pipeline.report import plot_scores
@@ -202,7 +213,7 @@ def score_videos(model, store, info: dict, videos: list[Path], out: Path, thresh
     provenance = {"model": str(model_path), "extractor": info.get("name"), "extractor_id": info.get("extractor_id"),
                   "weights": (info.get("provenance") or {}).get("weights"),
                   "weights_digest": (info.get("provenance") or {}).get("sha256"),
-                  "random_weights": bool(info.get("random_weights"))}
+                  "random_weights": bool(info.get("random_weights")), **model_provenance(ckpt or {})}
     device = next(model.parameters()).device
     summaries, failed = [], []
     for path in videos:
@@ -229,6 +240,66 @@ def score_videos(model, store, info: dict, videos: list[Path], out: Path, thresh
     return summaries, failed, provenance
 
 
+def _settings_text(settings: dict) -> str:
+    """'recipe: default; epochs: 8; shuffle: yes; ...' (settings left unset, None, are left out)."""
+    def text(v):
+        return ("yes" if v else "no") if isinstance(v, bool) else json.dumps(v) if isinstance(v, (dict, list)) else v
+
+    return "; ".join(f"{k}: {text(v)}" for k, v in settings.items() if v is not None)
+
+
+def model_provenance(ckpt: dict) -> dict:
+    """What a report says about a model from its checkpoint: the epoch it holds, how that epoch was chosen, and the
+    training and model settings; {} for checkpoints without a record (imported ones)."""
+    out = {}
+    train = ckpt.get("train_config") or {}
+    if ckpt.get("epoch") is not None:
+        out["model_epoch"] = (f"epoch {ckpt['epoch']}" + (f" of {train['epochs']}" if train.get("epochs") else "")
+                              + (f": {ckpt['selection']}" if ckpt.get("selection") else ""))
+    if train:
+        out["training"] = _settings_text({k: v for k, v in train.items() if k not in ("model", "loss")})
+        nested = {**(train.get("model") or {}), **{f"loss {k}": v for k, v in (train.get("loss") or {}).items()}}
+        if nested:
+            out["model_settings"] = _settings_text(nested)
+    return out
+
+
+def write_summary_csv(out: Path, summaries: list[dict], failed: list[tuple[str, str]], sources: dict) -> Path:
+    """`summary.csv`: one row per input video, scored or failed (with the reason)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".summary.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video_id", "status", "source", "num_frames", "max_score", "segments", "reason"])
+        for s in summaries:
+            w.writerow([s["video_id"], "scored", s["source"], s["num_frames"], s["max_score"], len(s["segments"]), ""])
+        for vid, reason in failed:
+            w.writerow([vid, "failed", sources.get(vid, ""), "", "", "", reason])
+    tmp.replace(out / "summary.csv")
+    return out / "summary.csv"
+
+
+def list_score_inputs(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]], dict]:
+    """(videos, failed, sources): the videos named by each input; an input that is missing or names no video is
+    a failure of its own, so the others are still scored. Refused (InputError) only when no input names a video."""
+    from pipeline.extract import list_inputs
+    from pipeline.store import video_id
+
+    videos, failed, sources = [], [], {}
+    for item in inputs:
+        try:
+            found = list_inputs(item)
+        except InputError as exc:
+            failed.append((video_id(item), str(exc)))
+            sources[failed[-1][0]] = str(item)
+            continue
+        videos += found
+        sources.update((video_id(v), str(v)) for v in found)
+    if not videos:
+        raise InputError("; ".join(reason for _, reason in failed) or "no videos given")
+    return videos, failed, sources
+
+
 def report_entries(out: Path, summaries: list[dict], events: dict | None = None) -> list[dict]:
     """What write_report needs per video, read back from the CSVs written by score_videos."""
     entries = []
@@ -242,7 +313,6 @@ def report_entries(out: Path, summaries: list[dict], events: dict | None = None)
 
 def main(args) -> int:
     from mgfn.checkpoint import load_model
-    from pipeline.extract import list_inputs
     from pipeline.report import write_report
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -250,21 +320,24 @@ def main(args) -> int:
     model, ckpt = load_model(args.model, device=device)
     recorded = recorded_extractor(ckpt)
     requested = requested_extractor(args, model, recorded)
-    videos = [v for item in args.inputs for v in list_inputs(item)]
-    store, info, failed = open_features(args, recorded, videos, requested)
+    videos, failed, sources = list_score_inputs(args.inputs)
+    store, info, unreadable = open_features(args, recorded, videos, requested)
     with store:
         summaries, missing, provenance = score_videos(model, store, info, videos, args.out, args.threshold,
-                                                      args.model, skip={vid for vid, _ in failed})
-    failed += missing
+                                                      args.model, skip={vid for vid, _ in unreadable}, ckpt=ckpt)
+    failed += unreadable + missing
     if provenance["random_weights"]:
         print("WARNING: the I3D weights are random: these scores come from random features, not Kinetics ones",
               file=sys.stderr)
-    if summaries:
-        report = write_report(args.out / "report.html", report_entries(args.out, summaries), provenance,
-                              title="mgfn score", embed_videos=args.embed_videos, threshold=args.threshold)
-        print(f"report: {report}")
+    summary_csv = write_summary_csv(args.out, summaries, failed, sources)
+    report = write_report(args.out / "report.html", report_entries(args.out, summaries), provenance,
+                          title="mgfn score", embed_videos=args.embed_videos, threshold=args.threshold, failed=failed)
     for s in summaries:
         print(f"{s['video_id']}: max score {s['max_score']:.3f}, {len(s['segments'])} segment(s) >= {args.threshold}")
     for vid, reason in failed:
         print(f"mgfn score: error: {vid}: {reason}", file=sys.stderr)
+    print(f"mgfn score: {len(summaries) + len(failed)} video(s): {len(summaries)} scored, {len(failed)} failed; "
+          f"report: {report}; summary: {summary_csv}")
+    print(f"mgfn score: features {'read from' if args.features else 'in the feature store'} {store.dir}"
+          + ("" if args.features else " (--store; reused by later runs and mgfn extract)"))
     return EXIT_FAILED if failed else 0

@@ -122,7 +122,7 @@ def table(results: dict[int, dict], metric: str, published: float | None, title:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    ds = DatasetConfig.from_yaml(args.config) if args.config else default_config(args.dataset)
+    ds = DatasetConfig.from_yaml(args.config, args.dataset) if args.config else default_config(args.dataset)
     out = Path(args.out or f"runs/reproduce/{args.dataset}{'-synthetic' if args.synthetic else ''}")
     out.mkdir(parents=True, exist_ok=True)
     cfg = train_config(ds, args)

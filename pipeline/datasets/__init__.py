@@ -6,12 +6,11 @@ An adapter module provides `load(Sources) -> list[Video]` and, where its annotat
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from mgfn.errors import InputError
+from mgfn.schema import check, read_yaml, setting, settings
 
 DATASETS = {
     "ucf-crime": "pipeline.datasets.ucf_crime",
@@ -27,27 +26,27 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "datasets"
 class DatasetConfig:
     """A dataset's reference settings (`configs/datasets/<name>.yaml`)."""
 
-    name: str
-    feature_size: int | None = None
-    crops: int | None = None
-    metric: str = "auc"
+    name: str = setting(help="the dataset (ucf-crime, xd-violence, shanghaitech, minidrone, folders) or your own")
+    feature_size: int | None = setting(None, min=1)
+    crops: int | None = setting(None, min=1)
+    metric: str = setting("auc", choices=("auc", "pr_auc", "ap"))
     train_config: str | None = None       # relative to the YAML: the reference training settings
-    published: dict = field(default_factory=dict)
-    adapter: dict = field(default_factory=dict)   # adapter-specific settings (Mini-drone's descriptor names)
-    path: Path | None = None
+    published: dict[str, float] = field(default_factory=dict)   # metric: value reported in the paper
+    adapter: dict = field(default_factory=dict)   # the adapter's settings (its module's SETTINGS dataclass)
+    path: Path | None = None              # where it was read from (not a setting)
 
     @classmethod
-    def from_yaml(cls, path) -> "DatasetConfig":
+    def from_yaml(cls, path, dataset: str | None = None) -> "DatasetConfig":
+        """The config held against the schema (mgfn.schema); `adapter:` against the SETTINGS of the adapter of
+        `dataset` (default: the config's name) when it is a known one. A bad setting is one line."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: dataset config not found")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: expected a mapping of dataset settings")
-        known = {f.name for f in fields(cls)} - {"path"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
+        data = read_yaml(path, "dataset config")
+        spec = {k: s for k, s in settings(cls).items() if k != "path"}
+        data = check({} if data is None else data, spec, path)
+        module = dataset or data["name"]
+        if module in DATASETS:
+            adapter = getattr(importlib.import_module(DATASETS[module]), "SETTINGS", {})
+            data["adapter"] = check(data.get("adapter") or {}, adapter, path, "adapter")
         return cls(**data, path=path)
 
     def train_config_path(self) -> Path | None:
@@ -63,4 +62,4 @@ def dataset_module(name: str):
 def default_config(name: str) -> DatasetConfig:
     """The checked-in `configs/datasets/<name>.yaml`, or an empty config when there is none."""
     path = CONFIG_DIR / f"{name.replace('-', '_')}.yaml"
-    return DatasetConfig.from_yaml(path) if path.is_file() else DatasetConfig(name=name)
+    return DatasetConfig.from_yaml(path, name) if path.is_file() else DatasetConfig(name=name)

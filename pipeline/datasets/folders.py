@@ -8,13 +8,26 @@ remaining videos go to test.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mgfn.errors import InputError
+from mgfn.schema import setting
 from pipeline.datasets.common import Sources, Video, attach_features, find_videos, list_entry_id
 from pipeline.store import video_id
+
+
+@dataclass
+class FoldersSettings:
+    """`adapter:` in configs/datasets/folders.yaml."""
+
+    test_fraction: float = setting(0.3, min=0, max=1, help="without train/ and test/: the share of each label's "
+                                                            "unannotated videos that goes to test")
+
+
+SETTINGS = FoldersSettings     # what DatasetConfig checks `adapter:` against
 
 
 def read_annotation(path: Path) -> dict[str, dict]:
@@ -61,7 +74,7 @@ def load(src: Sources) -> list[Video]:
         raise InputError("folders: give --root with normal/ and abnormal/ subfolders")
     root = Path(src.root)
     truth = read_annotation(src.annotation) if src.annotation else {}
-    fraction = float((src.config or {}).get("test_fraction", 0.3))
+    fraction = float((src.config or {}).get("test_fraction", FoldersSettings.test_fraction))
     entries: list[tuple[str, int, str | None]] = []
     if (root / "train").is_dir() or (root / "test").is_dir():
         for split in ("train", "test"):

@@ -40,6 +40,9 @@ class MiniDroneConfig:
         return cls(**data)
 
 
+SETTINGS = MiniDroneConfig     # what DatasetConfig checks `adapter:` against
+
+
 @dataclass
 class Clip:
     video_id: str

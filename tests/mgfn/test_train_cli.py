@@ -130,8 +130,7 @@ def test_bad_input_is_one_line_before_training(tmp_path, capsys):
     assert cli(train_args({**split, "train": root / "labels.csv"}, tmp_path / "r5")) == 2
     assert "label must be 0 or 1" in _error(capsys)
 
-    assert cli(train_args(split, tmp_path / "r6", "--batch-size", 9)) == 2
-    assert "fewer than the batch size 9" in _error(capsys)
+    # (a batch size above the set's size is lowered with a note: tests/pipeline/test_config_schema.py)
 
     (split["gt"] / "tea0.npy").unlink()
     assert cli(train_args(split, tmp_path / "r7")) == 2

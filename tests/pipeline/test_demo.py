@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -34,3 +35,7 @@ def test_demo_scores_do_not_depend_on_a_clips_position(tmp_path, capsys):
     assert report["frame_auc_abnormal"] is not None and 0.0 <= report["frame_auc_abnormal"] <= 1.0
     assert "inside the abnormal test videos" in out
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "report.html").is_file()
+    page = (tmp_path / "report.html").read_text()
+    assert f"<th>model</th><td>{(tmp_path / 'model.pt').resolve()}</td>" in page     # the file the demo keeps
+    assert re.search(r"<th>random weights</th><td>(yes|no)</td>", page)
+    assert "<th>model checkpoint</th><td>epoch 8 of 8: the final epoch" in page

@@ -120,7 +120,7 @@ def test_interrupted_long_video_resumes_to_identical_bytes(tiny, make_video, tmp
     ref = tmp_path / "ref"
     assert extract(vids, ref, "--batch-size", "2") == 0
 
-    forward = extractor_module.FeatureExtractor.run_network
+    forward = extractor_module.FeatureExtractor.launch
     calls = {"n": 0}
 
     def interrupted(self, x):
@@ -129,12 +129,12 @@ def test_interrupted_long_video_resumes_to_identical_bytes(tiny, make_video, tmp
             raise KeyboardInterrupt
         return forward(self, x)
 
-    monkeypatch.setattr(extractor_module.FeatureExtractor, "run_network", interrupted)
+    monkeypatch.setattr(extractor_module.FeatureExtractor, "launch", interrupted)
     out = tmp_path / "out"
     assert extract(vids, out, "--batch-size", "2", "--flush-every", "3") == 130
     progress = json.loads((store_dir(out) / "long.npy.progress.json").read_text())
     assert progress["clips_done"] == 6  # three whole batches of two, flushed on the interrupt
-    monkeypatch.setattr(extractor_module.FeatureExtractor, "run_network", forward)
+    monkeypatch.setattr(extractor_module.FeatureExtractor, "launch", forward)
     assert extract(vids, out, "--batch-size", "2", "--flush-every", "3") == 0
     (rec,) = manifest(out)
     assert rec["resumed_from"] == 6 and rec["T"] == 10

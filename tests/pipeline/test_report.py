@@ -217,3 +217,123 @@ def test_report_in_headless_chromium(tmp_path):
             assert x > 46 + 0.2 * (990 - 46)
         assert problems == []
         assert dialogs == []
+
+
+def _write_metrics(path: Path, terms: dict) -> Path:
+    """metrics.csv with 6 epochs: evaluation columns and the given loss terms (name -> scale)."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", *[f"loss_{k}" for k in terms], "auc", "pr_auc", "ap", "train_s"])
+        for e in range(1, 7):
+            w.writerow([e, *[scale * (1 + 0.1 * np.sin(e + i)) for i, scale in enumerate(terms.values())],
+                        0.5 + 0.05 * e, 0.3 + 0.05 * e, 0.3 + 0.05 * e, 1.0])
+    return path
+
+
+def test_plot_training_curves_puts_loss_terms_of_different_scale_on_separate_axes(tmp_path, monkeypatch):
+    """The contrastive term (~38,000) once shared an axis with terms near 1 and flattened them to a line at zero."""
+    from pipeline import report
+
+    metrics = _write_metrics(tmp_path / "metrics.csv", {"total": 0.8, "bce": 0.6, "con": 38_000.0, "smooth": 2.0})
+    figures = []
+    real = report._save
+    monkeypatch.setattr(report, "_save", lambda fig, path: (figures.append(fig), real(fig, path))[1])
+    png_size(plot_training_curves(metrics, tmp_path / "curves.png"))
+    (fig,) = figures
+    axes_of = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            axes_of.setdefault(ax.get_title(), []).append(line)
+    loss_axes = {title: lines for title, lines in axes_of.items() if title.startswith("loss")}
+    assert set(loss_axes) == {"loss: total", "loss: bce", "loss: con", "loss: smooth"}
+    for title, lines in loss_axes.items():
+        assert len(lines) == 1, title                            # one term per axis
+        y = lines[0].get_ydata()
+        lo, hi = lines[0].axes.get_ylim()
+        assert hi - lo < 10 * (y.max() - y.min()), title         # the axis spans its own term, not the largest one
+    assert axes_of["evaluation"][0].axes.get_ylim()[1] <= 1.05
+
+
+def test_report_lists_failed_videos_with_their_reasons(tmp_path):
+    videos = report_videos(tmp_path)[:1]
+    failed = [("missing", "missing.mp4 does not exist"), (NASTY_ID, "decode error: <bad> & worse")]
+    page = write_report(tmp_path / "report.html", videos, PROVENANCE, failed=failed).read_text()
+    table = page[page.index('<table class="failed" id="failed-videos">'):]
+    table = table[:table.index("</table>")]
+    assert "Failed videos (2)" in page
+    assert "<td>missing</td><td>missing.mp4 does not exist</td>" in table
+    assert "decode error: &lt;bad&gt; &amp; worse" in table and "<bad>" not in page
+    assert "failed-videos" not in write_report(tmp_path / "ok.html", videos, PROVENANCE).read_text()
+    # a report of failures only still says what failed
+    assert "missing.mp4 does not exist" in write_report(tmp_path / "none.html", [], {}, failed=failed[:1]).read_text()
+
+
+def test_report_provenance_has_date_code_version_and_says_yes_or_no(tmp_path):
+    from pipeline.version import package_version
+
+    page = write_report(tmp_path / "r.html", [], {**PROVENANCE, "training": "epochs: 8; seed: 0"}).read_text()
+    cells = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]*)</td></tr>", page))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}", cells["date"])
+    assert cells["code version"].startswith(package_version())
+    assert cells["random weights"] == "yes" and cells["training settings"] == "epochs: 8; seed: 0"
+    assert "True" not in page and "False" not in page
+    page = write_report(tmp_path / "r.html", [], {**PROVENANCE, "random_weights": False}).read_text()
+    assert "<th>random weights</th><td>no</td>" in page
+
+
+def avi_video(folder: Path, n: int = 30) -> dict:
+    """A tiny AVI with MPEG-4 Part 2 video (as vtest.avi): Chromium cannot play it as it is."""
+    path = write_video(folder / "videos" / "street cam.avi", n, "mpeg4", seed=3)
+    return {"video_id": "street cam", "video_path": str(path), "fps": 25, "frame_scores": np.linspace(0, 1, n).tolist()}
+
+
+def test_report_shows_an_avi_as_an_h264_preview_beside_the_page(tmp_path):
+    video = avi_video(tmp_path)
+    page = write_report(tmp_path / "out" / "report.html", [video], PROVENANCE).read_text()
+    (preview,) = (tmp_path / "out" / "previews").glob("*.mp4")
+    assert not list((tmp_path / "out" / "previews").glob(".*"))              # written under a temporary name
+    with av.open(str(preview)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert sum(1 for _ in container.decode(stream)) == 30
+    assert f'<source src="previews/{preview.name}" type="video/mp4">' in page
+    assert "H.264 preview of street cam.avi (AVI with mpeg4 video)" in page
+    # made once: a second report reuses it
+    stamp = preview.stat().st_mtime_ns
+    write_report(tmp_path / "out" / "report.html", [video], PROVENANCE)
+    assert preview.stat().st_mtime_ns == stamp and len(list((tmp_path / "out" / "previews").iterdir())) == 1
+
+
+def test_report_says_why_a_video_cannot_play_when_no_preview_can_be_made(tmp_path):
+    broken = tmp_path / "videos" / "broken.avi"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"RIFF" + bytes(200))
+    page = write_report(tmp_path / "report.html", [{"video_id": "broken", "video_path": str(broken), "fps": 25,
+                                                    "frame_scores": [0.1, 0.2]}], {}).read_text()
+    assert 'type="video/x-msvideo"' in page
+    (note,) = re.findall(r'<p class="video-note" role="note">([^<]+)</p>', page)
+    assert note.startswith("A browser cannot play broken.avi") and "no preview could be made" in note
+    assert not (tmp_path / "previews").exists() or not any((tmp_path / "previews").iterdir())
+
+
+def test_every_video_in_the_report_plays_in_headless_chromium(tmp_path):
+    """An AVI (MPEG-4 Part 2) beside an mp4: both reach readyState >= 2 (a frame to show), neither errors."""
+    from browser import chromium_browser, serve_folder
+
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        page.goto("about:blank")
+        if not page.evaluate("() => document.createElement('video').canPlayType('video/mp4; codecs=\"avc1.64001E\"')"):
+            pytest.skip("this Chromium build plays no H.264, the codec of the previews")
+        videos = [avi_video(tmp_path), *report_videos(tmp_path)[:1]]
+        write_report(tmp_path / "report.html", videos, PROVENANCE)
+        with serve_folder(tmp_path) as url:
+            assert page.goto(url + "report.html").ok
+            page.wait_for_function("[...document.querySelectorAll('video')].every(v => v.readyState >= 2 || v.error)",
+                                   timeout=20_000)
+            states = page.evaluate("[...document.querySelectorAll('video')].map(v => "
+                                   "[v.readyState, v.error && v.error.code, v.duration, v.videoWidth])")
+        assert len(states) == 2
+        for (ready, error, duration, width), video in zip(states, videos):
+            assert ready >= 2 and error is None and width > 0, (video["video_id"], ready, error)
+            assert duration == pytest.approx(len(video["frame_scores"]) / 25, abs=0.05)

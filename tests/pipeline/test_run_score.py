@@ -210,3 +210,68 @@ def test_score_real_videos(finished, shared_dir, tmp_path):
         with (out / f"{video.stem}.csv").open() as f:
             assert sum(1 for _ in f) == n + 1
     assert (out / "report.html").is_file()
+    assert any((out / "previews").glob("vtest-*.mp4"))           # vtest.avi (msmpeg4) shown as an H.264 preview
+
+
+def test_score_a_missing_path_beside_a_good_video(finished, tmp_path, capsys):
+    """`mgfn score missing.mp4 good.mp4`: the good one scored, the missing one reported everywhere, exit 1."""
+    config, ws = finished
+    model = next((ws / "runs").glob("*/best.pt"))
+    good = sorted((config.parent / "videos").glob("test_*.mp4"))[0]
+    missing = tmp_path / "missing.mp4"
+    out = tmp_path / "out"
+    rc = cli(["score", str(missing), str(good), "--model", str(model), "--out", str(out),
+              "--store", str(ws / "features"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert (out / f"{good.stem}.csv").is_file() and (out / f"{good.stem}.json").is_file()
+    errors = [line for line in captured.err.splitlines() if line.startswith("mgfn score: error:")]
+    assert errors == [f"mgfn score: error: missing: {missing} does not exist"]
+    assert "2 video(s): 1 scored, 1 failed" in captured.out
+    with (out / "summary.csv").open() as f:
+        rows = {r["video_id"]: r for r in csv.DictReader(f)}
+    assert rows[good.stem]["status"] == "scored" and float(rows[good.stem]["max_score"]) >= 0
+    assert rows["missing"]["status"] == "failed" and rows["missing"]["source"] == str(missing)
+    assert "does not exist" in rows["missing"]["reason"]
+    page = (out / "report.html").read_text()
+    failed_table = page[page.index('id="failed-videos"'):]
+    assert "<td>missing</td>" in failed_table[:failed_table.index("</table>")]
+    assert f"<h2>{good.stem}</h2>" in page
+    # provenance: the checkpoint's epoch and training settings, random weights said in words
+    assert "<th>model checkpoint</th><td>epoch " in page and "<th>training settings</th><td>recipe: " in page
+    assert "<th>random weights</th><td>yes</td>" in page
+
+    # only missing inputs: nothing to score is a usage error (exit 2), as before
+    assert cli(["score", str(missing), "--model", str(model), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_run_summary_json_fields_mean_what_they_say(finished):
+    _, ws = finished
+    (run_dir,) = (ws / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    with (run_dir / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert summary["final_epoch"] == len(rows) == TRAIN["epochs"]
+    assert summary["best_metric"] == "auc"
+    assert summary["best_value"] == pytest.approx(float(rows[summary["best_epoch"] - 1]["auc"]))
+
+
+def test_run_with_a_kept_model_names_that_file_in_its_report(finished, tmp_path):
+    """`mgfn demo` keeps the model as model.pt: the run scores with that copy and its report names it."""
+    import shutil
+
+    from pipeline.run import run
+
+    config, _ = finished
+    root = tmp_path / "copy"
+    shutil.copytree(config.parent, root, ignore=shutil.ignore_patterns("ws"))      # the inputs, not the workspace
+    kept = root / "model.pt"
+    rec = run(root / config.name, keep_model=kept, log=lambda msg: None)
+    page = Path(rec["report"]).read_text()
+    (best,) = (root / "ws" / "runs").glob("*/best.pt")
+    assert kept.read_bytes() == best.read_bytes()
+    assert f"<th>model</th><td>{kept}</td>" in page
+    assert f"<th>model copied from</th><td>{best}</td>" in page
+    score = json.loads((root / "ws" / "stages" / "score.json").read_text())
+    assert score["provenance"]["model"] == str(kept)

@@ -10,7 +10,8 @@ PyAV with one reused RGB converter decodes 2,500 frames per CPU-second on 320x24
 1,500 on 640x272 H.264 and 1,530 on 768x576 MS-MPEG4 AVI; decord 1,700-1,950, 950-1,030 and 550. So "auto" uses
 PyAV and falls back to decord only when PyAV opens a file but cannot decode it. Both give identical RGB for
 even-sized 4:2:0 and for 4:4:4 / gray sources; for odd-sized 4:2:0 their chroma upsampling differs (max 25 levels,
-mean under 1, equal error against the source). Rotation metadata (phone videos) is ignored by both.
+mean under 1, equal error against the source). Rotation metadata (phone videos) is ignored by both (PyAV logs a
+warning when a video has it).
 PyAV resumes by seeking to the keyframe before `start` and placing frames by pts (decoding from 0 when in doubt);
 decord's own seeks return wrong frames on open-GOP and B-frame AVI/MKV files, so it decodes from 0 instead.
 """
@@ -68,6 +69,8 @@ def list_videos(root: str | os.PathLike) -> list[Path]:
     """Video files and frame folders under `root`, naturally sorted by relative path.
 
     A folder is a frame folder when it directly holds images and no video files; its subfolders are not searched.
+    A subfolder that cannot be listed (permissions) is returned as an entry of its own, so that its extraction
+    fails with the reason instead of its videos being silently left out. Symlinked folders are not followed.
     """
     root = Path(root)
     if root.is_file():
@@ -75,7 +78,13 @@ def list_videos(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise InputError(f"{root}: no such file or folder")
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(err: OSError) -> None:
+        if Path(err.filename) == root:
+            raise InputError(f"{root}: cannot list the folder ({err.strerror})")
+        found.append(Path(err.filename))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         videos = [Path(dirpath) / f for f in filenames if _is_video(f)]
         if not videos and any(_is_image(f) for f in filenames):
@@ -234,6 +243,8 @@ def _open_container(path: Path):
         container = av.open(str(path))
     except av.FFmpegError as err:
         reason = getattr(err, "strerror", None) or str(err)
+        if isinstance(err, PermissionError):
+            raise InputError(f"{path.name}: cannot read it ({reason})") from None
         raise InputError(f"{path.name}: not a readable video (truncated or not a video; ffmpeg: {reason})") from None
     streams = [s for s in container.streams.video
                if not (s.disposition & av.stream.Disposition.attached_pic)]
@@ -324,6 +335,9 @@ class PyAVReader(VideoReader):
                         if index < start:
                             continue
                         pts_index = None
+                    if info is None and getattr(frame, "rotation", 0):  # the probe in __init__: said once
+                        log.warning("%s: its display matrix rotates it %s degrees; frames are read as stored, "
+                                    "unrotated", self.path.name, frame.rotation)
                     if index >= start:
                         if info is None or (frame.width, frame.height) == (info.width, info.height):
                             out = rgb.reformat(frame, format="rgb24", threads=1).to_ndarray()
@@ -414,6 +428,21 @@ class DecordReader(VideoReader):
 # --------------------------------------------------------------------------------------------- frame folder
 
 
+def _check_numbering(folder: Path, files: list[Path]) -> None:
+    """Frames numbered in one sequence (img_0001.jpg, img_0002.jpg, ...) must have no gap: a missing frame would
+    shift every later frame against the timeline (and the ground truth) without a word."""
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", p.stem) for p in files]
+    if not all(parts) or len({(m.group(1), m.group(3)) for m in parts}) != 1:
+        return  # not one numbered sequence: natural order is all there is
+    numbers = sorted(int(m.group(2)) for m in parts)
+    if len(set(numbers)) != len(numbers) or numbers[-1] - numbers[0] + 1 == len(numbers):
+        return
+    missing = next(n for n, m in zip(range(numbers[0], numbers[-1] + 1), numbers) if n != m)
+    gaps = numbers[-1] - numbers[0] + 1 - len(numbers)
+    raise InputError(f"{folder.name}: frame {missing} is missing ({len(files)} images numbered {numbers[0]} to "
+                     f"{numbers[-1]}, {gaps} missing)")
+
+
 class FrameFolderReader(VideoReader):
     """A folder of frame images (png/jpg/jpeg/bmp) in natural order: 1.jpg, 2.jpg, ..., 10.jpg."""
 
@@ -427,6 +456,7 @@ class FrameFolderReader(VideoReader):
                             key=lambda p: natural_sort_key(p.name))
         if not self.files:
             raise InputError(f"{self.path.name}: folder holds no frame images ({', '.join(IMAGE_EXTENSIONS)})")
+        _check_numbering(self.path, self.files)
         try:
             with Image.open(self.files[0]) as img:
                 width, height = img.size

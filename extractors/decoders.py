@@ -90,10 +90,11 @@ class _Decoder:
 
     def prepare(self, batch: list[np.ndarray]) -> torch.Tensor:
         u8 = torch.from_numpy(np.stack(batch))  # [n, T, H, W, 3]
-        return to_model_input(self.transform(u8)) if self.transform is not None else u8
+        return self.transform.model_input(u8) if self.transform is not None else u8  # no layout copy
 
-    def run(self, job, path: str, start_clip: int, put, stopped) -> None:
-        """Decode one video into `put` messages; raises on bad input (the caller reports it)."""
+    def run(self, job, path: str, start_clip: int, put, stopped, reserve=lambda: True) -> None:
+        """Decode one video into `put` messages; raises on bad input (the caller reports it). `reserve()` waits
+        for room before each batch is transformed (False: stopped)."""
         spec = self.spec
         reader = _decode.open_video(path, target_fps=spec.fps)
         try:
@@ -113,6 +114,8 @@ class _Decoder:
                 batch.append(clip)
                 index += 1
                 if index % spec.message_clips == 0:
+                    if not reserve():
+                        return
                     pending.append((first, self.pool.submit(self.prepare, batch) if self.pool else self.prepare(batch)))
                     batch, first = [], index
                     while pending and (len(pending) >= spec.workers or not self.pool):
@@ -121,6 +124,8 @@ class _Decoder:
                 if stopped():
                     return
             if batch:
+                if not reserve():
+                    return
                 pending.append((first, self.prepare(batch)))
             while pending:
                 start, item = pending.popleft()
@@ -131,14 +136,27 @@ class _Decoder:
             reader.close()
 
 
-def _loop(spec: DecodeSpec, tasks, out, worker: int, stop) -> None:
-    """A worker: take (job, path, start_clip) tasks until None, and report each video's messages on `out`."""
+def _loop(spec: DecodeSpec, tasks, out, worker: int, stop, slots=None) -> None:
+    """A worker: take (job, path, start_clip) tasks until None, and report each video's messages on `out`.
+
+    `slots` (a semaphore, or None): one is taken before a batch is transformed and given back when the consumer
+    takes that batch (`DecoderPool.get`), so at most that many transformed batches wait for the network."""
     decoder = _Decoder(spec)
+    held = [0]  # slots taken for batches not handed over yet
+
+    def reserve() -> bool:
+        while slots is not None and not slots.acquire(timeout=0.1):
+            if stop.is_set():
+                return False
+        held[0] += slots is not None
+        return True
 
     def put(item) -> None:
         while not stop.is_set():
             try:
                 out.put(item, timeout=0.1)
+                if slots is not None and item[0] == "clips":
+                    held[0] -= 1  # the consumer gives it back
                 return
             except queue.Full:
                 continue
@@ -153,11 +171,15 @@ def _loop(spec: DecodeSpec, tasks, out, worker: int, stop) -> None:
         job, path, start_clip = task
         put(("start", job, worker))
         try:
-            decoder.run(job, path, start_clip, put, stop.is_set)
+            decoder.run(job, path, start_clip, put, stop.is_set, reserve)
         except InputError as exc:
             put(("error", job, " ".join(str(exc).split()), True))
         except Exception as exc:  # a decoder bug or an undecodable file: reported, the worker goes on
             put(("error", job, f"{type(exc).__name__}: {' '.join(str(exc).split())}", False))
+        finally:
+            for _ in range(held[0]):  # batches that failed or were never sent
+                slots.release()
+            held[0] = 0
 
 
 def _process_main(spec: DecodeSpec, tasks, out, worker: int, stop) -> None:
@@ -176,9 +198,12 @@ class DecoderPool:
             raise InputError(f"--decoders must be 0 or more, not {n}")
         self.spec, self.n = spec, n
         size = queue_items or n + 2
+        # The thread on CPU transforms a batch only when the network has taken the one before (a 10-crop float32
+        # clip is 96 MB; one waiting keeps the network busy): 2 batches alive, not queue + 2
+        self.slots = threading.Semaphore(spec.workers) if n == 0 and spec.on_cpu else None
         if n == 0:
             self.tasks, self.out, self.stop = queue.Queue(), queue.Queue(maxsize=size), threading.Event()
-            self.workers = [threading.Thread(target=_loop, args=(spec, self.tasks, self.out, 0, self.stop),
+            self.workers = [threading.Thread(target=_loop, args=(spec, self.tasks, self.out, 0, self.stop, self.slots),
                                              name="decoder", daemon=True)]
         else:
             ctx = multiprocessing.get_context("spawn")  # fork would copy the model and any CUDA state
@@ -201,9 +226,12 @@ class DecoderPool:
     def get(self, timeout: float = 1.0):
         """The next message, or None after `timeout` seconds without one."""
         try:
-            return self.out.get(timeout=timeout)
+            msg = self.out.get(timeout=timeout)
         except queue.Empty:
             return None
+        if self.slots is not None and msg[0] == "clips":
+            self.slots.release()
+        return msg
 
     def dead_workers(self) -> list[int]:
         """Workers that died (a crash in a decoder library, a kill); each is replaced by a fresh one."""

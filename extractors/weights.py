@@ -4,6 +4,7 @@ state-dict names. Model files hold architecture only; this module knows about fi
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import os
 import pickle
@@ -118,15 +119,23 @@ def fetch(entry: WeightsEntry) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.filename}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
+        # extractors may not import mgfn (mgfn.atomic): the same steps here, temp name, fsync, rename, folder fsync
         with os.fdopen(fd, "wb") as out:
             digest = _download(entry.url, out, entry.filename)
+            out.flush()
+            os.fsync(out.fileno())
         _check_sha256(entry, tmp, digest, keep=False)
         os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
     except InputError:
         tmp.unlink(missing_ok=True)
         raise
     except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: a malformed URL
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:  # the disk's fault: the CLI says so in one line
+            if exc.filename is None:
+                exc.filename = str(dest)
+            raise
         reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else \
             getattr(exc, "reason", None) or exc
         raise InputError(f"cannot download {entry.filename} from {entry.url} ({reason}); "
@@ -136,6 +145,23 @@ def fetch(entry: WeightsEntry) -> Path:
         raise
     _DIGESTS[_digest_key(dest)] = digest
     return dest
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _fsync_dir(folder: Path) -> None:
+    """fsync the folder so the rename survives a power cut (skipped where the file system cannot)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _download(url: str, out, label: str) -> str:

@@ -5,13 +5,12 @@ Ours: {"format": "mgfn-vad/1", "model": state_dict, "model_config": {...}, "opti
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
+from mgfn.atomic import atomic_open
 from mgfn.errors import InputError
 from mgfn.model import MGFN, MGFNConfig
 
@@ -93,17 +92,8 @@ def infer_config(state: dict, **overrides) -> MGFNConfig:
 def _atomic_save(obj, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(path, model, **extra) -> None:

@@ -221,6 +221,14 @@ def pool_segments(features: np.ndarray, segments: int = 32) -> np.ndarray:
     return out
 
 
+def check_finite(arr: np.ndarray, path) -> None:
+    """Refuse features holding NaN or inf (they would make every loss and score NaN, or stop training deep in torch)."""
+    finite = np.isfinite(arr)
+    if not finite.all():
+        clip = int(np.flatnonzero(~finite.reshape(len(arr), -1).all(1))[0])
+        raise InputError(f"{path}: features hold NaN or inf values (first in row {clip} of {len(arr)})")
+
+
 @dataclass
 class FeatureInfo:
     feature_size: int
@@ -253,7 +261,10 @@ class TrainingSet:
         n, c, d = len(entries), self.info.crops, self.info.feature_size
         self.data = torch.empty((n, c, segments, d + 1), dtype=dtype)
         for i, e in enumerate(entries):
-            pooled = pool_segments(e.load(), segments)                     # [S, crops, D]
+            feats = e.load()
+            pooled = pool_segments(feats, segments)                        # [S, crops, D]
+            if not np.isfinite(pooled).all():                              # NaN and inf survive the means
+                check_finite(feats, e.path)
             x = np.concatenate([pooled, magnitude_channel(pooled)], axis=-1)
             self.data[i] = torch.from_numpy(x.transpose(1, 0, 2))          # [crops, S, D+1]
 
@@ -304,6 +315,8 @@ class TestSet:
     def __init__(self, entries: list[VideoEntry], cache_bytes: int = 2 << 30):
         self.entries = entries
         self.info = inspect_entries(entries, "test")
+        for e in entries:
+            check_finite(e.load(), e.path)
         sizes = [int(np.prod(e.load().shape)) * 4 for e in entries]
         self._cache = [None] * len(entries) if sum(sizes) <= cache_bytes else None
         self._transform = None

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mgfn.atomic import atomic_open
 from mgfn.checkpoint import load_model
 from mgfn.data import TestSet, read_list
 from mgfn.errors import InputError
@@ -73,13 +74,17 @@ def main(args) -> int:
         out = Path(args.scores_dir)
         out.mkdir(parents=True, exist_ok=True)
         for e, s in zip(entries, scores):
-            np.save(out / f"{e.video_id}.npy", s.astype(np.float32))
+            with atomic_open(out / f"{e.video_id}.npy") as f:
+                np.save(f, s.astype(np.float32))
     for line in truth.mismatches:
         print(f"warning: {line}", file=sys.stderr)
     if args.json:
         record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
         record.update(videos=len(entries), checkpoint=str(args.model), epoch=ckpt.get("epoch"))
+        if args.scores_dir:
+            record["scores_dir"] = str(args.scores_dir)
         print(json.dumps(record))
     else:
-        print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({len(entries)} videos)")
+        print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({len(entries)} videos)"
+              + (f"; row scores in {args.scores_dir}" if args.scores_dir else ""))
     return 0

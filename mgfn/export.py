@@ -13,7 +13,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mgfn.atomic import atomic_open, write_bytes
 from mgfn.data import crop_files, load_features, magnitude_channel, read_list
 from mgfn.errors import InputError
 
@@ -72,21 +72,6 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
 @torch.no_grad()
 def encode(model, features: np.ndarray, device) -> np.ndarray:
     """One video's I3D features `[T, crops, D]` -> the LSTM front end's outputs `[T, crops, H]` (whole sequence)."""
@@ -121,7 +106,7 @@ def _rewrite_list(list_path: Path, out: Path, exported: dict[str, Path], by_path
     w.writerow(["video_id", "label", "path"])
     w.writerows(rows)
     target = out / f"{list_path.stem}.csv"
-    _write_atomic(target, buf.getvalue().encode())
+    write_bytes(target, buf.getvalue().encode())
     return target
 
 
@@ -150,7 +135,7 @@ def main(args) -> int:
         if before.get("extractor_id") != info["extractor_id"]:
             raise InputError(f"{args.out} holds features exported from another checkpoint or source "
                              f"({before.get('extractor_id')}); export into another folder")
-    _write_atomic(info_path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes(info_path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
     for stale in args.out.glob(".*.tmp"):                       # left by a killed run
         stale.unlink()
     stems = [lst.stem for lst in args.lists]
@@ -169,9 +154,11 @@ def main(args) -> int:
         if feats.shape[1:] != first.shape[1:]:
             raise InputError(f"{path}: {feats.shape[1]} crops x {feats.shape[2]}-d, but the folder's first video has "
                              f"{first.shape[1]} x {first.shape[2]}-d")
-        _write_atomic(target, _npy_bytes(encode(model, feats, device)))
+        array = encode(model, feats, device)
+        with atomic_open(target, "wb") as f:
+            np.save(f, array, allow_pickle=False)
         done += 1
-    _write_atomic(args.out / "videos.list", "".join(f"{p.name}\n" for p in exported.values()).encode())
+    write_bytes(args.out / "videos.list", "".join(f"{p.name}\n" for p in exported.values()).encode())
     lists = [_rewrite_list(lst, args.out, exported, by_path) for lst in args.lists]
     print(f"mgfn export: {len(files)} video(s): {done} exported, {skipped} already there; "
           f"[T, {first.shape[1]}, {info['feature_dim']}] features in {args.out}"

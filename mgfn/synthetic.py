@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mgfn.atomic import atomic_open
+
 
 @dataclass
 class SynthConfig:
@@ -106,11 +108,13 @@ def write_splits(out_dir, cfg, video) -> dict[str, Path]:
             for i in range(count):
                 vid = f"{split}_{'abnormal' if label else 'normal'}_{i:03d}"
                 feats, mask = video(bool(label))
-                np.save(out / "features" / f"{vid}.npy", feats)
+                with atomic_open(out / "features" / f"{vid}.npy") as f:
+                    np.save(f, feats)
                 if split == "test":
-                    np.save(out / "gt" / f"{vid}.npy", np.repeat(mask, 16).astype(np.uint8))
+                    with atomic_open(out / "gt" / f"{vid}.npy") as f:
+                        np.save(f, np.repeat(mask, 16).astype(np.uint8))
                 rows.append((vid, label, f"features/{vid}.npy"))
-        with (out / f"{split}.csv").open("w", newline="") as f:
+        with atomic_open(out / f"{split}.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["video_id", "label", "path"])
             w.writerows(rows)

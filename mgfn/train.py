@@ -18,6 +18,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from mgfn import atomic
 from mgfn.checkpoint import read_checkpoint, save_checkpoint
 from mgfn.data import PairedBatches, TestSet, TrainingSet, read_list
 from mgfn.errors import InputError
@@ -229,12 +230,10 @@ class MetricsLog:
     def add(self, row: dict) -> None:
         self.rows.append(row)
         keys = list(row)
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
+        with atomic.atomic_open(self.path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
             w.writerows(self.rows)
-        tmp.replace(self.path)
         if self.writer is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)) and not math.isnan(v):
@@ -255,6 +254,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
     `checkpoints=False` writes metrics only (benchmarks over many seeds): no last.pt/best.pt, so no resume.
     """
     run_dir = Path(run_dir)
+    atomic.check_writable(run_dir, "run folder")         # a read-only --out is refused before any work
     device = resolve_device(cfg.device)
     train_entries = (train_list if isinstance(train_list, list)
                      else read_list(train_list, n_abnormal=cfg.n_abnormal, features=features))
@@ -324,7 +324,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*run_dir.glob(".*.pt.*.tmp"), *run_dir.glob("*.csv.tmp")]:  # left by a killed run
         stale.unlink()
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    atomic.write_text(run_dir / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
 
     selection = {"test": f"best on the test set ({cfg.metric})",
                  "val": f"best video-level AUC on a held-out validation split ({len(val_idx)} training videos)",
@@ -378,7 +378,7 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
                "selection": selection, "final_epoch": max(start_epoch, cfg.epochs),
                "final": metrics, "run_dir": str(run_dir),
                "collapsed": bool(metrics.get("logit_std", 1.0) < COLLAPSE_LOGIT_STD)}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    atomic.write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
 
 
@@ -412,9 +412,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--loss-form", choices=("rtfm", "head"),
                         help="smoothness/sparsity form (default: the --config's, else rtfm)")
     parser.add_argument("--reference-order", action="store_true", help="no shuffling: the reference loaders' order")
-    parser.add_argument("--n-abnormal", type=int, help="RTFM .list training file: number of abnormal lines first "
-                                                       "(UCF: 810; default: the --config's, else labels from the names: "
-                                                       "`Normal` in a name means normal)")
+    parser.add_argument("--n-abnormal", type=int,
+                        help="RTFM .list training file: number of abnormal lines first (UCF: 810; default: the "
+                             "--config's, else labels from the names: `Normal` in a name means normal)")
     parser.add_argument("--model", choices=("mgfn", "mil"), help="mgfn or the MIL ranking baseline (Sultani)"
                         + unset("model_type"))
     parser.add_argument("--extractor", help="the features' extractor (checked against their extractor.json); "
@@ -498,7 +498,7 @@ def train_seeds(args, cfg: TrainConfig, seeds: list[int], provenance, progress: 
     result = {"metric": cfg.metric, "seeds": rows, "final_mean": float(final.mean()), "final_std": float(final.std()),
               "best_on_test_mean": float(best.mean()), "best_on_test_std": float(best.std()),
               "collapsed": [r["seed"] for r in rows if r["collapsed"]]}
-    (out / "seeds.json").write_text(json.dumps(result, indent=1))
+    atomic.write_text(out / "seeds.json", json.dumps(result, indent=1))
     print(f"{len(seeds)} seeds, {cfg.metric}: final epoch {final.mean():.4f} ± {final.std():.4f}, "
           f"best on test {best.mean():.4f} ± {best.std():.4f}; collapsed: {result['collapsed'] or 'none'}; "
           f"runs in {out / 'seed_<s>'}, summary {out / 'seeds.json'}")

@@ -82,6 +82,31 @@ def _use_formatter(parser: argparse.ArgumentParser) -> None:
                 _use_formatter(sub)
 
 
+EXIT_DISK = 75  # sysexits' EX_TEMPFAIL: out of disk space (or quota), or the file system went read-only; re-run later
+
+# what each command keeps when the disk fills up, and how to go on
+_RESUME_HINT = {
+    "extract": "finished videos are kept; free space and run the same command to resume",
+    "score": "finished videos are kept; free space and run the same command to resume",
+    "run": "finished stages and videos are kept; free space and run the same command to resume",
+    "train": "finished epochs are kept (last.pt); free space and run the same command with --resume to go on",
+    "demo": "finished stages are kept; free space and run the same command to resume",
+}
+
+
+def disk_error_line(command: str, exc: OSError) -> str:
+    """The one line for a write the disk refused: what happened, which file, what is kept, how to resume."""
+    import errno
+
+    what = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system"}.get(
+        exc.errno, "disk quota exceeded" if exc.errno == getattr(errno, "EDQUOT", None) else exc.strerror)
+    where = f" writing {exc.filename}" if exc.filename else ""
+    hint = ("make the folder writable or choose another one, then run the same command to resume"
+            if exc.errno == errno.EROFS else _RESUME_HINT.get(command, "finished files are kept; free space and run "
+                                                                       "the same command again"))
+    return f"mgfn {command}: error: {what}{where}; {hint}"
+
+
 def _input_error_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = []
     for module in ("mgfn.errors", "extractors.errors"):
@@ -126,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     except errors as exc:
         print(f"mgfn {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        from mgfn.atomic import is_disk_error
+
+        if not is_disk_error(exc):
+            raise
+        print(disk_error_line(args.command, exc), file=sys.stderr)
+        return EXIT_DISK
     except KeyboardInterrupt:
         print(f"mgfn {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from mgfn.atomic import atomic_open, write_text
+
 DEMO_WEIGHTS = "i3d_r50_kinetics_caffe2"
 
 
@@ -43,12 +45,10 @@ def make_videos(out: Path, seed: int) -> None:
         for r in make_scene_videos(out / "videos", n_normal=n_normal, n_abnormal=n_abnormal, frames=160,
                                    seed=seed + offset, split=split):
             rows.append((r["video_id"], r["label"], split, Path(r["path"]).relative_to(out).as_posix()))
-    tmp = labels.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_open(labels, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["video_id", "label", "split", "path"])
         w.writerows(rows)
-    tmp.replace(labels)
 
 
 def run_config(weights: str, epochs: int = 8, seed: int = 0) -> dict:
@@ -85,7 +85,7 @@ def main(args) -> int:
                                "still shows every stage, and says so in its report"))
     make_videos(out, args.seed)
     config = run_config(weights, args.epochs, args.seed)
-    (out / "demo.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_text(out / "demo.yaml", yaml.safe_dump(config, sort_keys=False))
     # the run copies the model it trains to model.pt and scores with that copy: the report names the file kept
     log = lambda msg: print(f"demo: {msg}")  # noqa: E731
     rec = run(out / "demo.yaml", log=quiet_log(log) if args.quiet else log, keep_model=out / "model.pt")

@@ -9,6 +9,7 @@ waited for at the end: when their holder dies, the claim expires and the video i
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,17 @@ from extractors.errors import InputError
 
 WAIT_POLL = 0.5  # seconds between looks at videos another process is extracting
 COMPILE_MIN_FRAMES = 500_000  # --compile auto: compiling (~25 s) pays back from about 420k frames on an H200
+
+
+def _disk_error(message: str) -> OSError | None:
+    """The OSError a decoder's error message reports when the disk refused a write (out of space, quota, read-only),
+    else None. The run stops on it instead of recording the video as failed; nothing is lost, a re-run resumes."""
+    from mgfn.atomic import DISK_ERRNOS
+
+    for code in DISK_ERRNOS:
+        if os.strerror(code) in message:
+            return OSError(code, os.strerror(code))
+    return None
 
 
 def truncation_tolerance(declared: int) -> int:
@@ -88,8 +100,9 @@ class Extraction:
         store, vid = self.store, video_id(path)
         try:
             source = SourceStat.of(path)
-        except OSError as exc:
-            self._fail_unclaimed(vid, path, f"cannot read {path}: {exc.strerror}")
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (pathlib before Python 3.13)
+            reason = getattr(exc, "strerror", None) or "symlink loop"
+            self._fail_unclaimed(vid, path, f"cannot read {path}: {reason}")
             return None
         if store.is_done(vid, source):
             self.result.skipped.append(vid)
@@ -177,7 +190,8 @@ class Extraction:
         finally:
             pool.close()
             self.bar.close()
-            for job in self.jobs.values():
+            for job in self.jobs.values():     # unfinished (interrupted): their files closed, kept for resume
+                job.writer.close()
                 self.store.release(job.vid)
             self.store.cleanup()
         self.result.seconds = time.monotonic() - started
@@ -237,6 +251,9 @@ class Extraction:
             self.result.frames += msg[4]
             self._maybe_finish(job_id)
         elif kind == "error":
+            disk = _disk_error(msg[2])
+            if disk is not None:  # a full disk (a decoder's temp or shared memory) is not the video's fault: stop
+                raise disk
             self._fail(job_id, msg[2])
 
     def _worker_died(self, worker: int) -> None:

@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resample videos to this frame rate first (default: each video's own)")
     add_device_argument(parser)
     add_dtype_argument(parser)
-    parser.add_argument("--batch-size", type=int, default=None, help="clips per forward pass (x crops) (default: 1 on CPU, 8 on CUDA)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="clips per forward pass (x crops) (default: 1 on CPU, 8 on CUDA)")
     parser.add_argument("--workers", type=int, default=1,
                         help="threads preparing clips: 1 decodes and transforms; N > 1: one decodes, N-1 resize and crop")
     parser.add_argument("--flush-every", type=int, default=None,

@@ -9,7 +9,6 @@ temporary name and renamed into place; a re-run reuses it while the source is un
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -82,11 +81,11 @@ def make_preview(source, out: Path, fps: float | None = None, max_width: int = M
     import numpy as np
 
     from extractors.decode import open_video
+    from mgfn.atomic import atomic_path
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.mp4")
-    try:
+    with atomic_path(out) as tmp:
         with open_video(source) as reader:
             info = reader.info
             rate = Fraction(fps or info.fps or 25.0).limit_denominator(1000)
@@ -107,9 +106,6 @@ def make_preview(source, out: Path, fps: float | None = None, max_width: int = M
                             container.mux(packet)
                 for packet in stream.encode():
                     container.mux(packet)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -127,6 +123,10 @@ def preview_for(video_path, out_dir: Path, fps: float | None = None) -> Playable
         try:
             make_preview(path, target, fps)
         except Exception as exc:  # noqa: BLE001 - the report still lists the video, saying why it cannot play
+            from mgfn.atomic import is_disk_error
+
+            if is_disk_error(exc):  # the disk's fault, not the video's: the run stops and resumes later
+                raise
             detail = " ".join(str(exc).split())[:200] or type(exc).__name__
             return Playable(path, mime_type(path),
                             f"A browser cannot play {path.name} ({reason}) and no preview could be made: {detail}")

@@ -100,7 +100,15 @@ def extract_with_ray(args: argparse.Namespace, videos: list[Path]):
     print(f"mgfn extract: {n} Ray extractor actor(s) ({per_actor:g} GPU each) on "
           f"{len(ray.nodes())} node(s) writing {store_dir}")
     calls = [a.run.remote(args.decoders, args.strict) for a in actors]
-    results: list[ExtractResult] = ray.get(calls)
+    try:
+        results: list[ExtractResult] = ray.get(calls)
+    except Exception as exc:
+        from mgfn.atomic import is_disk_error
+
+        cause = getattr(exc, "cause", None)            # a RayTaskError: the actor's own exception
+        if is_disk_error(cause):                        # a full disk on a worker: one line, as for a local run
+            raise cause from None
+        raise
 
     merged = ExtractResult(skipped=skipped)
     done = {vid for r in results for vid in r.done}

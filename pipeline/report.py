@@ -35,11 +35,12 @@ def _pyplot():
 
 
 def _save(fig, path) -> Path:
+    from mgfn.atomic import atomic_open
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")     # keep the suffix: matplotlib picks the format from it
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:                         # a file object: matplotlib is told the format
+        fig.savefig(f, format=path.suffix[1:].lower() or "png", dpi=100, bbox_inches="tight")
     return path
 
 
@@ -468,7 +469,7 @@ def write_report(out_html, videos: list[dict], provenance: dict | None = None, t
             f'{"".join(sections)}'
             f'<script type="application/json" id="report-data">{_json_for_script(data)}</script>'
             f'<script>{SCRIPT}</script></body></html>\n')
-    tmp = out_html.with_name(f".{out_html.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out_html)
+    from mgfn.atomic import write_text
+
+    write_text(out_html, page)
     return out_html

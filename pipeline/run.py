@@ -11,13 +11,13 @@ import csv
 import hashlib
 import io
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mgfn.atomic import atomic_open, check_writable, write_bytes, write_text
 from mgfn.errors import InputError
 from mgfn.schema import Setting, check, read_yaml, settings, setting
 
@@ -127,9 +127,7 @@ class Stages:
 
     def finish(self, stage: str, digest: str, **outputs) -> dict:
         rec = {"stage": stage, "digest": digest, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **outputs}
-        tmp = self.dir / f".{stage}.json.tmp"
-        tmp.write_text(json.dumps(rec, indent=1, default=str))
-        os.replace(tmp, self.dir / f"{stage}.json")
+        write_text(self.dir / f"{stage}.json", json.dumps(rec, indent=1, default=str))
         return rec
 
 
@@ -182,9 +180,7 @@ def _write_list(path: Path, rows) -> Path:
     w.writerows(rows)
     data = buf.getvalue().encode()
     if not path.is_file() or path.read_bytes() != data:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes(path, data)
     return path
 
 
@@ -208,6 +204,7 @@ def run(config_path, stop_after: str | None = None, log=print, keep_model=None) 
         raise InputError(f"workspace {cfg.workspace} is outside the config's folder (set allow_outside: true)")
     videos, gt_dir = read_dataset(cfg, base)
     ext_name, ext_args, train_cfg = cfg.resolve()     # validated by from_yaml, before any work starts
+    check_writable(workspace, "workspace")            # a read-only workspace is refused before any work
     stages = Stages(workspace)
 
     # extract ---------------------------------------------------------------------------------------------------
@@ -256,9 +253,8 @@ def run(config_path, stop_after: str | None = None, log=print, keep_model=None) 
 
         kept = Path(keep_model).resolve()
         if not kept.is_file() or kept.read_bytes() != model_path.read_bytes():
-            tmp = kept.with_name(f".{kept.name}.tmp")
-            shutil.copyfile(model_path, tmp)
-            os.replace(tmp, kept)
+            with atomic_open(kept) as f, model_path.open("rb") as src:
+                shutil.copyfileobj(src, f)
         model_path, model_source = kept, str(model_path)
     if stop_after == "train":
         return rec

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import zlib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from mgfn.atomic import atomic_open, atomic_path, write_text
 
 ANOMALIES = ("running", "fighting", "falling", "explosion", "vehicle")
 
@@ -477,9 +478,9 @@ def write_video(path, frames, fps: float, size: tuple[int, int]) -> int:
     import av
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.mp4")
     count = 0
-    with av.open(str(tmp), mode="w") as container:
+    container_format = {".mkv": "matroska", ".avi": "avi", ".mov": "mov"}.get(path.suffix.lower(), "mp4")
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format=container_format) as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
@@ -490,7 +491,6 @@ def write_video(path, frames, fps: float, size: tuple[int, int]) -> int:
             count += 1
         for packet in stream.encode():
             container.mux(packet)
-    os.replace(tmp, path)
     return count
 
 
@@ -525,7 +525,7 @@ def make_scene_videos(out_dir, n_normal: int = 20, n_abnormal: int = 10, frames:
         path = out / f"{video_id}.mp4"
         count = write_video(path, render_frames(scene), fps, size)
         gt = {"num_frames": count, "events": scene.events}
-        (out / "gt" / f"{video_id}.json").write_text(json.dumps(gt) + "\n")
+        write_text(out / "gt" / f"{video_id}.json", json.dumps(gt) + "\n")
         records.append({"path": str(path), "video_id": video_id, "label": int(kind != "normal"), "anomaly": kind,
                         "events": scene.events, "num_frames": count})
     write_records_csv(records, out / f"{split or 'videos'}.csv")
@@ -535,7 +535,7 @@ def make_scene_videos(out_dir, n_normal: int = 20, n_abnormal: int = 10, frames:
 def write_records_csv(records: list[dict], path) -> Path:
     """CSV with video_id,label,anomaly,num_frames,events,path; events as JSON ([[start, end], ...])."""
     path = Path(path)
-    with path.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["video_id", "label", "anomaly", "num_frames", "events", "path"])
         for r in records:

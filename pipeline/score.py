@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from extractors.errors import InputError
+from mgfn.atomic import atomic_open, write_text
 
 EXIT_FAILED = 1
 
@@ -60,13 +61,11 @@ def anomalous_segments(scores: np.ndarray, fps: float, threshold: float) -> list
 def write_scores(out: Path, video: ScoredVideo, threshold: float, provenance: dict) -> dict:
     """`<id>.csv` with every frame and `<id>.json` with the summary; returns the summary."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{video.video_id}.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    with atomic_open(out / f"{video.video_id}.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["frame", "time_s", "score"])
         for i, s in enumerate(video.frame_scores):
             w.writerow([i, f"{i / video.fps:.3f}", f"{s:.6f}"])
-    tmp.replace(out / f"{video.video_id}.csv")
     summary = {"video_id": video.video_id, "source": video.source, "num_frames": int(len(video.frame_scores)),
                "fps": video.fps, "clips": int(len(video.snippet_scores)),
                "max_score": round(float(video.frame_scores.max()), 6), "threshold": threshold,
@@ -74,9 +73,7 @@ def write_scores(out: Path, video: ScoredVideo, threshold: float, provenance: di
                "random_weights": bool(provenance.get("random_weights"))}
     if video.spans is not None:
         summary["spans"] = np.asarray(video.spans).tolist()
-    tmp = out / f".{video.video_id}.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(out / f"{video.video_id}.json")
+    write_text(out / f"{video.video_id}.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -267,15 +264,13 @@ def model_provenance(ckpt: dict) -> dict:
 def write_summary_csv(out: Path, summaries: list[dict], failed: list[tuple[str, str]], sources: dict) -> Path:
     """`summary.csv`: one row per input video, scored or failed (with the reason)."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".summary.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    with atomic_open(out / "summary.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["video_id", "status", "source", "num_frames", "max_score", "segments", "reason"])
         for s in summaries:
             w.writerow([s["video_id"], "scored", s["source"], s["num_frames"], s["max_score"], len(s["segments"]), ""])
         for vid, reason in failed:
             w.writerow([vid, "failed", sources.get(vid, ""), "", "", "", reason])
-    tmp.replace(out / "summary.csv")
     return out / "summary.csv"
 
 
@@ -312,9 +307,11 @@ def report_entries(out: Path, summaries: list[dict], events: dict | None = None)
 
 
 def main(args) -> int:
+    from mgfn.atomic import check_writable
     from mgfn.checkpoint import load_model
     from pipeline.report import write_report
 
+    check_writable(args.out)                          # a read-only --out is refused before any work
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     model, ckpt = load_model(args.model, device=device)

@@ -36,6 +36,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from extractors.errors import InputError
+from mgfn import atomic
+from mgfn.atomic import fsync_dir as _fsync_dir
 
 MANIFEST = "manifest.jsonl"
 EXTRACTOR_INFO = "extractor.json"
@@ -85,47 +87,16 @@ def find_duplicate_ids(paths: Iterable[str | os.PathLike]) -> dict[str, list[str
     return {video_id(ids[0]): ids for ids in seen.values() if len(ids) > 1}
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _tmp_name(path: Path) -> Path:
-    """A temporary name no other process uses: <name>.<host>-<pid>.tmp (so a crash's leftovers can be told apart)."""
-    return path.with_name(f"{path.name}.{HOST}-{os.getpid()}.tmp")
-
-
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
+    return atomic._pid_alive(pid)
 
 
 def _stale_tmp(path: Path) -> bool:
     """A temp file left by a dead process on this host (another host's are its own business)."""
     stem = path.name.removesuffix(".tmp")
-    host, _, pid = stem.rpartition(".")[2].rpartition("-")
-    if not pid.isdigit():
+    if not stem.rpartition(".")[2].rpartition("-")[2].isdigit():
         return True  # an older layout's <name>.tmp: nobody writes those any more
-    return host == HOST and not _pid_alive(int(pid))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp name + fsync + os.replace + directory fsync: readers see the old file or the new one, never half."""
-    tmp = _tmp_name(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    return atomic.stale_tmp_pid(path.name) is not None
 
 
 def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
@@ -161,8 +132,10 @@ class FeatureStore:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"cannot create output folder {self.dir}: {exc.strerror}") from None
+        atomic.check_writable(self.dir, "feature store")    # a read-only store is refused before any work
         self.manifest_path = self.dir / MANIFEST
-        self._manifest = open(self.manifest_path, "a+b")
+        # unbuffered: an append that fails (a full disk) is cut back at once, never left queued to land later
+        self._manifest = open(self.manifest_path, "a+b", buffering=0)
         self.records: dict[str, dict] = {}
         self._read_offset = 0
         self.claim_timeout = claim_timeout
@@ -228,10 +201,18 @@ class FeatureStore:
                 if not tail.endswith(b"\n"):
                     cut = tail.rfind(b"\n")
                     f.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))
-            f.seek(0, os.SEEK_END)
-            f.write((json.dumps(rec, sort_keys=False) + "\n").encode())
-            f.flush()
-            os.fsync(f.fileno())
+            start = f.seek(0, os.SEEK_END)
+            data = memoryview((json.dumps(rec, sort_keys=False) + "\n").encode())
+            try:
+                while data:
+                    data = data[f.write(data):]
+                os.fsync(f.fileno())
+            except OSError as exc:
+                try:
+                    f.truncate(start)          # no half record: the manifest stays as it was
+                except OSError:
+                    pass
+                raise atomic.name_error(exc, self.manifest_path)
         self.refresh()
         self.records[vid] = rec
         return rec
@@ -270,12 +251,7 @@ class FeatureStore:
                 if self._holder(path) is not None:
                     return False
                 path.unlink(missing_ok=True)
-            tmp = _tmp_name(path)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            atomic.write_bytes(path, data)
         with self._claims_lock:
             self._claims[vid] = path
         self._start_heartbeat()
@@ -306,7 +282,7 @@ class FeatureStore:
                     pass
 
     def _remove_stale_tmp(self) -> None:
-        for tmp in self.dir.glob("*.tmp"):  # left by a crash inside _write_atomic
+        for tmp in self.dir.glob("*.tmp"):  # left by a crash inside an atomic write
             if _stale_tmp(tmp):
                 tmp.unlink(missing_ok=True)
 
@@ -315,7 +291,7 @@ class FeatureStore:
         path = self.dir / EXTRACTOR_INFO
         data = (json.dumps({"extractor_id": self.extractor_id, **config}, indent=2, sort_keys=True) + "\n").encode()
         if not path.exists() or path.read_bytes() != data:
-            _write_atomic(path, data)
+            atomic.write_bytes(path, data)
 
     # -- files ----------------------------------------------------------------------------------------------
 
@@ -462,15 +438,18 @@ class FeatureWriter:
                 "mtime_ns": self.source.mtime_ns, "extractor_id": self.store.extractor_id,
                 "file_dtype": self.dtype.name, "crops": self._shape[0], "dim": self._shape[1],
                 "clips_done": self._rows, "complete": complete, "info": self.info}
-        _write_atomic(self.progress_path, json.dumps(prog).encode())
+        atomic.write_bytes(self.progress_path, json.dumps(prog).encode())
 
     def flush(self) -> None:
         """Write buffered clips, fsync, then record how many clips are safely on disk."""
         if not self._buffer:
             return
-        self._write_buffer()
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._write_buffer()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:  # a full disk: the rows past the last progress record are recomputed on resume
+            raise atomic.name_error(exc, self.part)
         self._write_progress()
 
     def _write_buffer(self) -> None:
@@ -489,20 +468,33 @@ class FeatureWriter:
             return self.final, self.recovered["clips_done"]
         if self._shape is None:
             raise InputError("no clips were extracted")
-        self._write_buffer()
-        self._file.truncate()  # nothing past the last row
-        header = _npy_header((self._rows, *self._shape), self.dtype)
-        assert len(header) == self._header_len, "npy header length changed"
-        self._file.seek(0)
-        self._file.write(header)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._write_buffer()
+            self._file.truncate()  # nothing past the last row
+            header = _npy_header((self._rows, *self._shape), self.dtype)
+            assert len(header) == self._header_len, "npy header length changed"
+            self._file.seek(0)
+            self._file.write(header)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:  # a full disk: resumed from the last flushed clip
+            raise atomic.name_error(exc, self.part)
         self._file.close()
         self._file = None
         self._write_progress(complete=True)  # lets a crash right after the rename be recovered without recompute
         os.replace(self.part, self.final)
         _fsync_dir(self.final.parent)
         return self.final, self._rows
+
+    def close(self) -> None:
+        """Close the partial file of a video left unfinished (an interrupted run), keeping it and its progress
+        record for the next run to resume from; the writer is not used again."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:  # rows a full disk refused: past the last progress record, recomputed on resume
+                pass
+            self._file = None
 
     def close_done(self) -> None:
         """After the manifest says done: the progress record is no longer needed."""

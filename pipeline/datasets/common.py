@@ -17,6 +17,7 @@ from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
+from mgfn.atomic import atomic_open, atomic_path, write_text
 from mgfn.data import load_features
 from mgfn.errors import InputError
 from pipeline.store import video_id
@@ -157,7 +158,8 @@ def _link(src: Path, dst: Path, mode: str) -> None:
     if dst.exists():
         dst.unlink()
     if mode == "copy":
-        shutil.copy2(src, dst)
+        with atomic_path(dst) as tmp:
+            shutil.copy2(src, tmp)
         return
     try:
         os.link(src, dst)
@@ -205,12 +207,10 @@ def write_dataset(videos: list[Video], out: Path, link: str = "hard", layout: st
             if split == "test":
                 _write_truth(v, out / "gt", report)
         report.counts.setdefault(split, {0: 0, 1: 0})
-        tmp = out / f".{split}.csv.tmp"
-        with tmp.open("w", newline="") as f:
+        with atomic_open(out / f"{split}.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["video_id", "label", "path", "classes"])
             w.writerows(rows)
-        os.replace(tmp, out / f"{split}.csv")
     return report
 
 
@@ -225,14 +225,6 @@ def _relative_feature(feature: Path, out: Path, link: str) -> str:
     return f"features/{feature.name}"
 
 
-def _write_atomic(path: Path, write) -> None:
-    """write(file) into a temporary name, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
-
-
 def _write_truth(v: Video, gt: Path, report: Report) -> None:
     """`<id>.npy` (a mask) or `<id>.json` (events), aligned to 16·T when the features are known; with spans,
     `<id>.json` for every test video (normal ones too: their frames count) with num_frames, events and spans."""
@@ -244,7 +236,7 @@ def _write_truth(v: Video, gt: Path, report: Report) -> None:
             report.mismatches.append(f"{v.video_id}: an event ends at frame {max(e for _, e in events)}, "
                                      f"the video has {v.num_frames} frames")
         record = {"num_frames": int(v.num_frames), "events": events, "spans": v.spans}
-        _write_atomic(gt / f"{v.video_id}.json", lambda f: f.write((json.dumps(record) + "\n").encode()))
+        write_text(gt / f"{v.video_id}.json", json.dumps(record) + "\n")
         if v.label == 1 and not events:
             report.no_truth.append(v.video_id)
         return
@@ -261,12 +253,13 @@ def _write_truth(v: Video, gt: Path, report: Report) -> None:
         mask = np.asarray(v.mask, dtype=np.uint8).reshape(-1)
         if n_feat is not None:
             mask = mask[:n_feat] if len(mask) >= n_feat else np.pad(mask, (0, n_feat - len(mask)))
-        _write_atomic(gt / f"{v.video_id}.npy", lambda f: np.save(f, mask))
+        with atomic_open(gt / f"{v.video_id}.npy") as f:
+            np.save(f, mask)
     elif v.events is not None:
         n = n_feat or own or (max((e for _, e in v.events), default=-1) + 1)
         events = [[int(s), int(e)] for s, e in v.events]
         text = json.dumps({"num_frames": int(n), "events": events}) + "\n"
-        _write_atomic(gt / f"{v.video_id}.json", lambda f: f.write(text.encode()))
+        write_text(gt / f"{v.video_id}.json", text)
     elif v.label == 1:
         report.no_truth.append(v.video_id)
 

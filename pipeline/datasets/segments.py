@@ -7,12 +7,12 @@ gives each row's frame span (`spans`), computed from the video's frame count (`d
 from __future__ import annotations
 
 import csv
-import os
 import re
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
+from mgfn.atomic import atomic_open
 from mgfn.errors import InputError
 
 LAYOUTS = ("clips", "sultani32")
@@ -141,10 +141,8 @@ def write_segment_features(src: Path, dst: Path) -> None:
     """Convert one video's segment file into the one-crop layout `[segments, 1, dim]` float32, written atomically."""
     arr = read_segment_file(src)[:, None, :]                                   # [S, 1, D]
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(dst) as f:
         np.save(f, arr)
-    os.replace(tmp, dst)
 
 
 def attach_spans(videos, frame_counts) -> None:

@@ -114,6 +114,40 @@ def test_queue_is_bounded_and_early_stop_ends_the_worker(tiny, make_video, monke
     assert len(prepared) < 12
 
 
+def test_cpu_decoder_thread_transforms_a_batch_only_when_the_one_before_is_taken(make_video, monkeypatch):
+    """A transformed 10-crop float32 clip is 96 MB: however slow the network, one batch waits for it, no more."""
+    from extractors import decoders
+
+    video = make_video("v.mp4", n_frames=16 * 6)
+    spec = decoders.DecodeSpec(clip_len=16, stride=16, tail="pad", fps=None, resize="short256", crops=1,
+                               crop_size=224, preset="rtfm", dtype="float32", on_cpu=True, batch_size=1)
+    prepared, taken, ahead = [], [], 0
+    prepare = decoders._Decoder.prepare
+    monkeypatch.setattr(decoders._Decoder, "prepare", lambda self, batch: (prepared.append(1), prepare(self, batch))[1])
+    with decoders.DecoderPool(spec, 0) as pool:
+        pool.submit(0, video, 0)
+        while (msg := pool.get(timeout=10)) is not None and msg[0] != "end":
+            assert msg[0] != "error", msg
+            if msg[0] == "clips":
+                taken.append(1)
+                time.sleep(0.1)  # the network at work
+                ahead = max(ahead, len(prepared) - len(taken))
+    assert msg is not None and len(taken) == 6 and ahead <= 1
+
+
+def test_unpacked_weights_are_freed_when_the_extractor_is_built(tiny, monkeypatch):
+    """Packed, the network keeps no Conv3d; the unpacked ones (held by torch.fx's reference cycles until a garbage
+    collection) are freed before the extractor is returned, not at some later collection."""
+    import weakref
+
+    convs, load = [], extractor_module.load_model
+    monkeypatch.setattr(extractor_module, "load_model",
+                        lambda *a, **k: (m := load(*a, **k), convs.append(weakref.ref(m.conv)))[0])
+    ext = FeatureExtractor("tiny", weights="random", crops=1, device="cpu")
+    assert ext.packed and not any(isinstance(m, nn.Conv3d) for m in ext.network.modules())
+    assert convs and convs[0]() is None
+
+
 def test_decode_errors_reach_the_caller(tiny, make_video, monkeypatch):
     video = make_video("v.mp4", n_frames=40)
     ext = FeatureExtractor("tiny", weights="random", crops=1, device="cpu")

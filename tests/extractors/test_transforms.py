@@ -121,6 +121,22 @@ def test_half_precision_output_is_the_rounded_float32_output():
     assert torch.equal(half, full.half())
 
 
+@pytest.mark.parametrize("crops", [10, 5, 1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_model_input_is_the_output_in_channels_last_3d_bit_for_bit(crops, dtype):
+    """Written channels_last_3d directly (no second full-size copy): the very same bits as the transform's output
+    made channels_last_3d, which is what the network was given before."""
+    clips = random_frames(2, 4, 61, 83, 3)
+    transform = ClipTransform(crops=crops, dtype=dtype)
+    out = transform(clips)
+    expected = out.reshape(2 * crops, *out.shape[2:]).contiguous(memory_format=torch.channels_last_3d)
+    got = transform.model_input(clips)
+    assert got.shape == expected.shape and got.stride() == expected.stride() and got.dtype == dtype
+    as_bits = torch.int32 if dtype == torch.float32 else torch.int16
+    assert torch.equal(got.view(as_bits), expected.view(as_bits))
+    assert torch.equal(transform.model_input(clips[1].numpy()).view(as_bits), expected[crops:].view(as_bits))
+
+
 def test_describe_names_everything_that_changes_the_numbers():
     base = ClipTransform().describe()
     json.dumps(base)

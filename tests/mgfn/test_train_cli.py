@@ -106,7 +106,7 @@ def test_bad_input_is_one_line_before_training(tmp_path, capsys):
     split = make_split(tmp_path, 1, 32)
     root = split["root"]
 
-    rows = list(csv.reader(split["train"].open()))[1:]
+    rows = list(csv.reader(split["train"].read_text().splitlines()))[1:]
     write_csv(root / "missing.csv", rows + [["gone", 1, "gone.npy"]])
     assert cli(train_args({**split, "train": root / "missing.csv"}, tmp_path / "r1")) == 2
     assert "gone.npy: feature file not found" in _error(capsys)

@@ -196,3 +196,16 @@ def test_crop_size_reaches_the_feature_extractor(monkeypatch, tmp_path):
         cli(["extract", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "o"), "--device", "cpu",
              "--crop-size", "112", "--quiet"])
     assert seen["crop_size"] == 112
+
+
+def test_run_quiet_keeps_warnings_and_notes_only():
+    from pipeline.run import quiet_log
+
+    kept = []
+    log = quiet_log(kept.append)
+    for line in ("[extract] 3 videos with i3d_r50_rtfm", "[extract] WARNING: random I3D weights (asked for)",
+                 "[train] epoch 1/8  loss 1.0", "[train] note: 3 abnormal training videos, fewer than the batch size",
+                 "[score] 2 videos scored into x"):
+        log(line)
+    assert kept == ["[extract] WARNING: random I3D weights (asked for)",
+                    "[train] note: 3 abnormal training videos, fewer than the batch size"]

@@ -214,7 +214,7 @@ def test_a_set_smaller_than_the_batch_trains_with_a_smaller_batch(tmp_path, caps
         assert notes == ["note: 3 abnormal training videos, fewer than the batch size 16; using batch size 3"]
         assert yaml.safe_load((tmp_path / run / "config.yaml").read_text())["batch_size"] == 3
         metrics.append([{k: v for k, v in row.items() if k != "train_s"}
-                        for row in csv.DictReader((tmp_path / run / "metrics.csv").open())])
+                        for row in csv.DictReader((tmp_path / run / "metrics.csv").read_text().splitlines())])
     assert metrics[0] == metrics[1] and len(metrics[0]) == 2             # still deterministic
 
     one_class = write_set(tmp_path, 4, 0, "no")

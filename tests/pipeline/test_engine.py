@@ -98,7 +98,7 @@ def test_two_writers_split_the_work_and_survive_a_kill(tiny, mixed, tmp_path):
             break
         time.sleep(0.05)
     a.send_signal(signal.SIGKILL)
-    a.wait()
+    a.communicate()                                   # reaped, and its pipes closed
     _, err = b.communicate(timeout=120)
     assert b.returncode == 0, err
     assert files(out) == files(tmp_path / "ref")

@@ -265,7 +265,7 @@ def test_sigkill_mid_run_then_rerun_gives_identical_outputs(make_video, tmp_path
                 killed_at = done
                 break
         time.sleep(0.005)
-    proc.wait()
+    proc.communicate()                                      # reaped, and its pipes closed
     assert killed_at is not None, "the first run ended before it could be killed mid-video"
     assert [r["video_id"] for r in manifest(out)] == ["a_short"]
 

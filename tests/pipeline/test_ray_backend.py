@@ -36,7 +36,8 @@ def test_ray_gives_the_local_bytes_and_survives_a_killed_actor(make_video, tmp_p
     make_video("long.mp4", 16 * 8, directory=vids, seed=1)
     make_video("short.mp4", 20, directory=vids, seed=2)
     local = mgfn("extract", vids, "--out", tmp_path / "local", *ARGS)
-    assert local.wait(timeout=300) == 0, local.stderr.read()
+    _, err = local.communicate(timeout=300)                 # reads the pipes (and closes them) as it waits
+    assert local.returncode == 0, err
 
     out = tmp_path / "ray"
     run = mgfn("extract", vids, "--out", out, *ARGS, "--backend", "ray")

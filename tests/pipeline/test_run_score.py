@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -149,7 +150,7 @@ def test_score_writes_a_row_per_real_frame_and_a_report(finished, tmp_path, caps
     videos = sorted((config.parent / "videos").glob("test_*.mp4"))[:2]
     out = tmp_path / "scores"
     assert cli(["score", *map(str, videos), "--model", str(model), "--out", str(out),
-                "--store", str(ws / "features"), "--no-progress"]) == 0
+                "--store", str(ws / "features"), "--quiet"]) == 0
     for video in videos:
         with open_video(video) as reader:
             n = reader.info.num_frames
@@ -160,7 +161,10 @@ def test_score_writes_a_row_per_real_frame_and_a_report(finished, tmp_path, caps
         assert summary["num_frames"] == n and summary["random_weights"] is True
     page = (out / "report.html").read_text()
     assert "random" in page.lower() and videos[0].stem in page
-    assert "WARNING" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "WARNING" in captured.err
+    store_line = [line for line in captured.out.splitlines() if line.startswith("mgfn score: features")]
+    assert len(store_line) == 1 and f"feature store {ws / 'features'}{os.sep}" in store_line[0]    # where they went
 
 
 def test_score_bad_inputs(finished, tmp_path, capsys):

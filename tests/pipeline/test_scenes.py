@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from pathlib import Path
 
 import av
 import numpy as np
@@ -53,9 +54,9 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(videos, tmp_p
     again = make_scene_videos(tmp_path / "a", n_normal=2, n_abnormal=5, frames=64, size=SIZE, seed=3, split="test")
     for r, s in zip(records, again):
         assert r["events"] == s["events"]
-        assert open(r["path"], "rb").read() == open(s["path"], "rb").read()
+        assert Path(r["path"]).read_bytes() == Path(s["path"]).read_bytes()
     other = make_scene_videos(tmp_path / "b", n_normal=1, n_abnormal=0, frames=64, size=SIZE, seed=4, split="test")
-    assert open(other[0]["path"], "rb").read() != open(records[0]["path"], "rb").read()
+    assert Path(other[0]["path"]).read_bytes() != Path(records[0]["path"]).read_bytes()
 
 
 @pytest.mark.parametrize("kind", ANOMALIES)

@@ -61,7 +61,7 @@ def test_resume_cuts_unflushed_rows_and_gives_identical_bytes(tmp_path, source):
         for b in blocks[:5]:  # 3 flushed, 2 buffered
             w.add(b)
         w._file.write(b"garbage-after-last-flush")  # what a crash mid-write can leave
-        w._file.flush()
+        w._file.close()                               # the process dies: its files are closed, nothing finished
     # "crash": no finish; a new store resumes
     with FeatureStore(root, "ext-1", flush_every=3) as store:
         w = store.writer("v", source)
@@ -84,6 +84,7 @@ def test_changed_source_discards_partial(tmp_path, source):
         w = store.writer("v", source)
         w.add(_blocks(1)[0])
         assert (store.dir / "v.npy.part").exists()
+        w._file.close()                               # the process dies with the video unfinished
     path = source.path
     with open(path, "ab") as f:
         f.write(b"more")

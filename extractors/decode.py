@@ -429,18 +429,22 @@ class DecordReader(VideoReader):
 
 
 def _check_numbering(folder: Path, files: list[Path]) -> None:
-    """Frames numbered in one sequence (img_0001.jpg, img_0002.jpg, ...) must have no gap: a missing frame would
-    shift every later frame against the timeline (and the ground truth) without a word."""
+    """Frames numbered in one sequence (img_0001.jpg, img_0002.jpg, ... or every 5th: 1, 6, 11, ...) must have no
+    gap: a missing frame would shift every later frame against the timeline (and the ground truth) without a word."""
     parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", p.stem) for p in files]
     if not all(parts) or len({(m.group(1), m.group(3)) for m in parts}) != 1:
         return  # not one numbered sequence: natural order is all there is
     numbers = sorted(int(m.group(2)) for m in parts)
-    if len(set(numbers)) != len(numbers) or numbers[-1] - numbers[0] + 1 == len(numbers):
-        return
-    missing = next(n for n, m in zip(range(numbers[0], numbers[-1] + 1), numbers) if n != m)
-    gaps = numbers[-1] - numbers[0] + 1 - len(numbers)
+    steps = set(np.diff(numbers).tolist())
+    if len(steps) <= 1 or 0 in steps:
+        return  # evenly numbered (or duplicate numbers, whose order natural sorting decides)
+    step = min(steps)
+    expected = range(numbers[0], numbers[-1] + 1, step)
+    present = set(numbers)
+    missing = next(n for n in expected if n not in present)
+    every = "" if step == 1 else f" every {step}"
     raise InputError(f"{folder.name}: frame {missing} is missing ({len(files)} images numbered {numbers[0]} to "
-                     f"{numbers[-1]}, {gaps} missing)")
+                     f"{numbers[-1]}{every}, {len(expected) - len(numbers)} missing)")
 
 
 class FrameFolderReader(VideoReader):

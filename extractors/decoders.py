@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -182,8 +183,18 @@ def _loop(spec: DecodeSpec, tasks, out, worker: int, stop, slots=None) -> None:
             held[0] = 0
 
 
-def _process_main(spec: DecodeSpec, tasks, out, worker: int, stop) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """A decoder whose parent was killed (SIGKILL leaves no time to stop it) exits instead of lingering."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _process_main(spec: DecodeSpec, tasks, out, worker: int, stop, parent: int | None = None) -> None:
     torch.set_num_threads(1)  # n decoders share the machine's cores with the model
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     try:
         _loop(spec, tasks, out, worker, stop)
     except KeyboardInterrupt:  # the parent handles Ctrl-C
@@ -217,7 +228,8 @@ class DecoderPool:
     def _spawn(self, i: int):
         import torch.multiprocessing  # noqa: F401 (tensors through the queues travel in shared memory)
 
-        return self.ctx.Process(target=_process_main, args=(self.spec, self.tasks, self.out, i, self.stop),
+        return self.ctx.Process(target=_process_main,
+                                args=(self.spec, self.tasks, self.out, i, self.stop, os.getpid()),
                                 name=f"decoder-{i}", daemon=True)
 
     def submit(self, job, path: str, start_clip: int) -> None:

@@ -53,9 +53,10 @@ def is_disk_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in DISK_ERRNOS
 
 
-def name_error(exc: BaseException, path) -> BaseException:
-    """Make an OSError raised while writing `path` name it (a failed write() does not); returns `exc`."""
-    if isinstance(exc, OSError) and exc.filename is None:
+def name_error(exc: BaseException, path, tmp=None) -> BaseException:
+    """Make an OSError raised while writing `path` name it, not its temporary file (a failed write() names none);
+    returns `exc`."""
+    if isinstance(exc, OSError) and exc.filename in (None, None if tmp is None else str(tmp)):
         exc.filename = str(path)
     return exc
 
@@ -166,7 +167,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
         except OSError:
             pass
-        name_error(exc, path)
+        name_error(exc, path, tmp)
         raise
 
 
@@ -183,7 +184,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as exc:
-        raise name_error(exc, path)
+        raise name_error(exc, path, tmp)
     try:
         if mode == "w":
             f = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
@@ -204,7 +205,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
             os.unlink(tmp)
         except OSError:
             pass
-        name_error(exc, path)
+        name_error(exc, path, tmp)
         raise
 
 

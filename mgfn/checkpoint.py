@@ -93,7 +93,13 @@ def _atomic_save(obj, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
+        try:
+            torch.save(obj, f)
+        except RuntimeError as exc:
+            # torch's zip writer hides a write that failed (a full disk) behind its own "unexpected pos" error
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
 
 
 def save_checkpoint(path, model, **extra) -> None:
@@ -111,6 +117,10 @@ def read_checkpoint(path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        code = re.search(r"GLOBAL (\S+)", str(exc)) if "Weights only load failed" in str(exc) else None
+        if code:  # torch's first line would advise weights_only=False: the one thing not to do with this file
+            raise InputError(f"{path}: refused: it holds pickled code or objects ({code.group(1)}), not only "
+                             "weights; checkpoints are loaded with weights_only, which never runs code") from None
         raise InputError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return obj

@@ -4,7 +4,7 @@ The I3D features stay as they are in the store; the LSTM is part of the model (`
 with MGFN under the same weak labels, recorded in every checkpoint through `model_config` and used by `mgfn eval`,
 `mgfn score` and `mgfn export` with no extra flags. At test time it reads a video's whole clip sequence.
 
-How training presents videos to it (`LSTMConfig.sequences`, measured in the README's "I3D-LSTM" section):
+How training presents videos to it (`LSTMConfig.sequences`, measured in docs/i3d-lstm.md):
 - "clips" (default): the clip sequence itself (memory-mapped, at most `max_clips` steps), pooled to the 32 segments
   after the LSTM, so it trains on the same kind of steps it sees at test time. When a segment holds several clips
   (long videos, as in the real datasets), pooling first averages away the order the LSTM is there to read.

@@ -42,7 +42,7 @@ class ContextConfig:
     min_gap: int = 1               # background clips between runs
     max_gap: int = 5
     noise: float = 0.3             # clip-to-clip noise, relative to the distance between state prototypes
-    scene: float = 0.0             # weight of a per-video scene vector (0.5: 256 videos are memorised, see README)
+    scene: float = 0.0             # weight of a per-video scene vector (0.5: 256 videos are memorised, see docs/i3d-lstm.md)
     dtype: str = "float32"
     seed: int = 0
 

@@ -117,8 +117,15 @@ def _input_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+class Parser(argparse.ArgumentParser):
+    """A bad argument is one line, as every other bad input is (argparse would print the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mgfn", description="Video anomaly detection with I3D features and MGFN.")
+    parser = Parser(prog="mgfn", description="Video anomaly detection with I3D features and MGFN.")
     parser.add_argument("--version", action="store_true", help="print the version (and git commit) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

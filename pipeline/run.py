@@ -352,7 +352,7 @@ def localisation(masks: list[np.ndarray], preds: list[np.ndarray], clip: int = 1
 def add_arguments(parser) -> None:
     from pipeline.cli import add_quiet_argument
 
-    parser.add_argument("config", help="run YAML: name, workspace, dataset, extractor, train, score (see README)")
+    parser.add_argument("config", help="run YAML: name, workspace, dataset, extractor, train, score (see docs/guide.md)")
     parser.add_argument("--stop-after", choices=STAGES, help="stop after this stage (default: run them all)")
     add_quiet_argument(parser, help="no per-stage and per-epoch lines: only warnings and the result")
 

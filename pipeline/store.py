@@ -128,11 +128,11 @@ class FeatureStore:
         self.file_dtype = np.dtype(file_dtype)
         self.flush_every = flush_every
         self.run_id = run_id or uuid.uuid4().hex[:12]
+        atomic.check_writable(self.dir, "feature store")    # a read-only store is refused before any work
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"cannot create output folder {self.dir}: {exc.strerror}") from None
-        atomic.check_writable(self.dir, "feature store")    # a read-only store is refused before any work
         self.manifest_path = self.dir / MANIFEST
         # unbuffered: an append that fails (a full disk) is cut back at once, never left queued to land later
         self._manifest = open(self.manifest_path, "a+b", buffering=0)

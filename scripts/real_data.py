@@ -47,6 +47,7 @@ RECIPES = {
     "default+edge": {"model": {"padding": "edge"}},        # end clips repeated instead of zero padding
     "default+wd5e-3": {"weight_decay": 5e-3},
     "default+epochs30": {"epochs": 30},
+    "i3d_lstm": {"extractor": "i3d_lstm"},                 # an LSTM over each video's rows in front of MGFN
 }
 
 

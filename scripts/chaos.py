@@ -11,8 +11,8 @@ crop, a tiny MGFN):
     run               mgfn run (extract -> train -> score -> report)
 
 Each scenario first runs once uninterrupted (the reference). Then, `--kills` times, a scenario (in turn) is
-started afresh, sent SIGKILL (or, one time in four, SIGINT) after a random share of its reference duration
-(seeded), and run again to the end. Checked each time: the final outputs are byte-identical to the reference's
+started afresh, sent SIGKILL (every fourth time SIGINT, as Ctrl-C) after a random share of its reference duration
+(seeded; sooner again if the run finished first), and run again to the end. Checked each time: the final outputs are byte-identical to the reference's
 (feature files, checkpoints' weights, metrics without timings, score CSVs), no temporary file is left
 (.tmp, .part, .progress.json, .claim), no video is recorded done twice in a manifest, and the re-run's exit
 status is the reference's. Prints a table and one JSON line (kills, survived, identical, temp_left, redone).
@@ -162,22 +162,42 @@ def redone(out: Path) -> int:
     return count
 
 
-def run_killed(args: list[str], after: float, sig: int) -> tuple[int, bool]:
-    """Start `mgfn args`, send `sig` after `after` seconds; returns (exit status, whether the signal landed)."""
+def run_killed(args: list[str], after: float, sig: int) -> tuple[int, bool, int]:
+    """Start `mgfn args` in a session of its own, send `sig` after `after` seconds; returns (exit status, whether
+    the signal landed, the session id)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": ""}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         proc.wait(timeout=after)
-        return proc.returncode, False
+        return proc.returncode, False, proc.pid
     except subprocess.TimeoutExpired:
         pass
-    os.killpg(proc.pid, sig) if sig == signal.SIGKILL else proc.send_signal(sig)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)  # Ctrl-C reaches the whole process group
+    else:
+        proc.send_signal(sig)  # kill -9 of the main process: its decoder processes must go by themselves
     try:
-        return proc.wait(timeout=120), True
+        return proc.wait(timeout=120), True, proc.pid
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def orphans(session: int) -> int:
+    """Processes of a killed command's session still alive a moment later (decoders left behind)."""
+    deadline = time.monotonic() + 5  # decoders check for their parent every 0.5 s; Ray's processes share its fate
+    while True:
+        found = subprocess.run(["pgrep", "-s", str(session)], capture_output=True, text=True).stdout.split()
+        if not found or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    for pid in found:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(found)
 
 
 def main() -> int:
@@ -217,41 +237,42 @@ def main() -> int:
     for k in range(args.kills):
         s = chosen[k % len(chosen)]
         ref = refs[s.name]
-        sig = signal.SIGINT if rng.random() < 0.25 else signal.SIGKILL
+        sig = signal.SIGINT if k % 4 == 3 else signal.SIGKILL
         after = rng.uniform(0.15, 0.9) * ref["seconds"]
         out = root / f"kill-{k:02d}-{s.name}"
         cmd = command(s, out, world, model)
         for _ in range(4):  # finished before the signal (a quicker run than the reference): start again, sooner
-            rc_killed, landed = run_killed(cmd, after, sig)
+            rc_killed, landed, session = run_killed(cmd, after, sig)
             if landed:
                 break
             shutil.rmtree(out, ignore_errors=True)
             after /= 2
+        left = orphans(session)
         rerun = mgfn(cmd + s.resume)
         got = outputs(out)
         row = {"kill": k, "scenario": s.name, "signal": signal.Signals(sig).name, "at_s": round(after, 2),
                "landed": landed, "rc_killed": rc_killed, "rc_rerun": rerun.returncode,
                "survived": rerun.returncode == ref["rc"], "identical": got == ref["outputs"],
-               "temp_left": len(temp_left(out)), "redone": redone(out)}
+               "temp_left": len(temp_left(out)), "redone": redone(out), "orphans": left}
         if not row["identical"]:
             row["differs"] = sorted(k for k in set(got) | set(ref["outputs"]) if got.get(k) != ref["outputs"].get(k))[:5]
         rows.append(row)
         print(f"{k:>3} {s.name:<17} {row['signal']:<8} at {after:5.1f}s landed={landed!s:<5} "
               f"exit {rc_killed:>4} -> {rerun.returncode}  identical={row['identical']!s:<5} "
-              f"temp={row['temp_left']} redone={row['redone']}" + (f"  differs: {row['differs']}" if 'differs' in row else ""))
+              f"temp={row['temp_left']} redone={row['redone']} orphans={left}" + (f"  differs: {row['differs']}" if 'differs' in row else ""))
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
             (root / f"{out.name}.yaml").unlink(missing_ok=True)
 
     summary = {"kills": len(rows), "landed": sum(r["landed"] for r in rows), "survived": sum(r["survived"] for r in rows),
                "identical": sum(r["identical"] for r in rows), "temp_left": sum(r["temp_left"] for r in rows),
-               "redone": sum(r["redone"] for r in rows), "scenarios": sorted({r["scenario"] for r in rows}),
+               "redone": sum(r["redone"] for r in rows), "orphans": sum(r["orphans"] for r in rows), "scenarios": sorted({r["scenario"] for r in rows}),
                "seconds": round(time.monotonic() - started, 1)}
     print(json.dumps(summary))
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     ok = summary["survived"] == summary["identical"] == summary["kills"] and not summary["temp_left"] \
-        and not summary["redone"]
+        and not summary["redone"] and not summary["orphans"]
     return 0 if ok else 1
 
 

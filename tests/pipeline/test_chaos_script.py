@@ -21,3 +21,4 @@ def test_chaos_short(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert summary["kills"] == summary["survived"] == summary["identical"] == 2
     assert summary["landed"] == 2 and summary["temp_left"] == 0 and summary["redone"] == 0
+    assert summary["orphans"] == 0  # decoder processes of the killed extraction did not linger

@@ -163,12 +163,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.close(fd)
         _commit(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        name_error(exc, path, tmp)
+        _discard(tmp, path, exc)
         raise
+
+
+def _discard(tmp: Path, path: Path, exc: BaseException) -> None:
+    """A failed write: remove its temporary file and name `path`, not the temp file, in the error."""
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+    name_error(exc, path, tmp)
 
 
 @contextmanager
@@ -201,11 +206,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
             os.fsync(f.fileno())
         _commit(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        name_error(exc, path, tmp)
+        _discard(tmp, path, exc)
         raise
 
 

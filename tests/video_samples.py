@@ -50,3 +50,20 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 25, codec: str = "l
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_audio_only(path: Path) -> Path:
+    """An mp4 holding one AAC audio stream and no video."""
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -18,7 +18,7 @@ from extractors.errors import InputError
 
 
 
-from video_samples import synthetic_frames  # noqa: E402
+from video_samples import synthetic_frames, write_audio_only  # noqa: E402
 
 FILE_BACKENDS = ["pyav", "decord"]
 
@@ -299,21 +299,6 @@ def test_list_videos_finds_files_and_frame_folders_naturally_sorted(tmp_path, ma
 
 
 # ------------------------------------------------------------------------------------------------- bad input
-
-
-def write_audio_only(path: Path) -> Path:
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=16000)
-        stream.layout = "mono"
-        for i in range(10):
-            samples = np.zeros((1, 1024), dtype=np.float32)
-            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def bad_inputs(tmp_path: Path, make_video) -> dict[str, Path]:

@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from pipeline.cli import main as cli
-from video_samples import synthetic_frames, write_video
+from video_samples import synthetic_frames, write_audio_only, write_video
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS / "mgfn"))
@@ -88,21 +88,6 @@ def tiny_model(request):
 
 
 # -- video files and frame folders -------------------------------------------------------------------------------
-
-def write_audio_only(path: Path) -> Path:
-    import av
-
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("aac", rate=16000)
-        for i in range(8):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            f.sample_rate, f.pts = 16000, i * 1024
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
 
 def write_faststart(path: Path, n: int) -> Path:
     """An mp4 with its index (moov) before the data, as `-movflags faststart` writes it."""

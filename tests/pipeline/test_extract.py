@@ -18,6 +18,7 @@ import pytest
 
 import extractors.extractor as extractor_module
 from pipeline.cli import main as cli
+from video_samples import write_audio_only
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,21 +40,6 @@ def manifest(out: Path) -> list[dict]:
 def leftovers(out: Path) -> list[str]:
     return sorted(p.name for p in store_dir(out).iterdir()
                   if p.name.endswith((".part", ".progress.json", ".tmp")))
-
-
-def write_audio_only(path: Path) -> Path:
-    import av
-
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("aac", rate=16000)
-        for i in range(8):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            f.sample_rate, f.pts = 16000, i * 1024
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
 
 
 # -- in-process, tiny model -------------------------------------------------------------------------------------

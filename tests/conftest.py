@@ -67,3 +67,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def mixed(make_video, tmp_path) -> Path:
+    """Short and long videos of two frame sizes."""
+    vids = tmp_path / "videos"
+    for i, (n, h, w) in enumerate([(20, 64, 80), (90, 48, 64), (33, 64, 80), (70, 48, 64), (16, 64, 80)]):
+        make_video(f"v{i}.mp4", n, height=h, width=w, directory=vids, seed=i)
+    return vids

@@ -12,6 +12,7 @@ import torch
 
 import mgfn.atomic as atomic
 import mgfn.checkpoint as checkpoint
+from fake_disk import Disk, OnDisk
 from helpers import make_split
 from pipeline.cli import EXIT_DISK
 from pipeline.cli import main as cli
@@ -27,33 +28,6 @@ def read_metrics(run):
         return [{k: v for k, v in row.items() if k != "train_s"} for row in csv.DictReader(f)]
 
 
-class Disk:
-    """Bytes left for what mgfn.atomic writes (checkpoints, metrics.csv, config, summary); None: unlimited."""
-
-    def __init__(self):
-        self.free, self.used = None, 0
-
-    def take(self, f, data):
-        size = len(data) if isinstance(data, str) else memoryview(data).nbytes
-        if self.free is not None and size > self.free:
-            self.free = 0
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.used += size
-        self.free = None if self.free is None else self.free - size
-        return f.write(data)
-
-
-class _OnDisk:
-    def __init__(self, f, disk):
-        self._f, self._disk = f, disk
-
-    def write(self, data):
-        return self._disk.take(self._f, data)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-
 @pytest.fixture
 def disk(monkeypatch) -> Disk:
     d = Disk()
@@ -62,7 +36,7 @@ def disk(monkeypatch) -> Disk:
     @contextmanager
     def atomic_open(path, mode="wb", **kw):
         with real(path, mode, **kw) as f:
-            yield _OnDisk(f, d)
+            yield OnDisk(f, d)
 
     monkeypatch.setattr(atomic, "atomic_open", atomic_open)
     monkeypatch.setattr(checkpoint, "atomic_open", atomic_open)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import mgfn.atomic as atomic
+from fake_disk import Disk, OnDisk
 import pipeline.store as store_module
 from pipeline.cli import EXIT_DISK, disk_error_line
 from pipeline.cli import main as cli
@@ -51,46 +52,6 @@ def temps(out: Path) -> list[str]:
 
 
 @pytest.fixture
-def mixed(make_video, tmp_path) -> Path:
-    vids = tmp_path / "videos"
-    for i, (n, h, w) in enumerate([(20, 64, 80), (90, 48, 64), (33, 64, 80), (70, 48, 64), (16, 64, 80)]):
-        make_video(f"v{i}.mp4", n, height=h, width=w, directory=vids, seed=i)
-    return vids
-
-
-class Disk:
-    """`free` bytes left (None: unlimited); counts what is written. The write that does not fit writes what fits,
-    then raises ENOSPC, as a real full disk does."""
-
-    def __init__(self, free: int | None = None):
-        self.free, self.used = free, 0
-        self.only: str | None = None         # only files whose names end so draw on it
-
-    def take(self, f, data):
-        size = len(data) if isinstance(data, str) else memoryview(data).nbytes
-        if self.free is not None and size > self.free:
-            if self.free:
-                f.write(data[:self.free] if isinstance(data, str) else memoryview(data).cast("B")[:self.free])
-            self.free = 0
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.used += size
-        if self.free is not None:
-            self.free -= size
-        return f.write(data)
-
-
-class _OnDisk:
-    def __init__(self, f, disk: Disk):
-        self._f, self._disk = f, disk
-
-    def write(self, data):
-        return self._disk.take(self._f, data)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-
-@pytest.fixture
 def disk(monkeypatch) -> Disk:
     """Every write of the feature store (manifest, .part, claims, progress, extractor.json) and of mgfn.atomic."""
     d = Disk()
@@ -98,12 +59,12 @@ def disk(monkeypatch) -> Disk:
 
     def store_open(path, mode="r", *args, **kw):
         f = real_open(path, mode, *args, **kw)
-        return _OnDisk(f, d) if set(mode) & set("wax+") and str(path).endswith(d.only or "") else f
+        return OnDisk(f, d) if set(mode) & set("wax+") and str(path).endswith(d.only or "") else f
 
     @contextmanager
     def atomic_open(path, mode="wb", **kw):
         with real_atomic_open(path, mode, **kw) as f:
-            yield _OnDisk(f, d)
+            yield OnDisk(f, d)
 
     monkeypatch.setattr(store_module, "open", store_open, raising=False)
     monkeypatch.setattr(atomic, "atomic_open", atomic_open)

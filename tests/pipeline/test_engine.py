@@ -49,15 +49,6 @@ def records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (d / "manifest.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture
-def mixed(make_video, tmp_path) -> Path:
-    """Short and long videos of two frame sizes."""
-    vids = tmp_path / "videos"
-    for i, (n, h, w) in enumerate([(20, 64, 80), (90, 48, 64), (33, 64, 80), (70, 48, 64), (16, 64, 80)]):
-        make_video(f"v{i}.mp4", n, height=h, width=w, directory=vids, seed=i)
-    return vids
-
-
 def test_decoders_batch_size_and_mix_give_the_same_bytes(tiny, mixed, tmp_path):
     assert extract(mixed, tmp_path / "ref", "--decoders", "0", "--batch-size", "1") == 0
     ref = files(tmp_path / "ref")

@@ -137,6 +137,8 @@ def load_model(path, device="cpu", expect_feature_size: int | None = None, **con
 
     ckpt = read_checkpoint(path)
     cfg_dict = dict(ckpt["model_config"])
+    if isinstance(cfg_dict.get("lstm"), dict) and "skip" not in cfg_dict["lstm"]:
+        cfg_dict["lstm"] = {**cfg_dict["lstm"], "skip": False}     # written before the front end had `skip`
     cfg_dict.update(config_overrides)
     is_mil = cfg_dict.get("type") == "mil"
     cfg = MILConfig(**cfg_dict) if is_mil else MGFNConfig(**cfg_dict)

@@ -24,6 +24,7 @@ class LossConfig:
     w_same: float = 1.0           # weight of the two same-class (normal-normal, abnormal-abnormal) terms inside it
     w_smooth: float = 8e-4
     w_sparse: float = 8e-3
+    w_bottom: float = 0.0         # BCE towards 0 on the mean of each abnormal video's k lowest scores (not in the reference)
 
     def __post_init__(self):
         if self.form not in ("rtfm", "head"):
@@ -82,7 +83,21 @@ def mgfn_loss(out: MGFNOutput, crops: int, cfg: LossConfig | None = None) -> dic
     con_n = contrastive(*same_class_pairs(nor, crops, cfg.pairing), 0, cfg.margin)
     con_a = contrastive(*same_class_pairs(abn, crops, cfg.pairing), 0, cfg.margin)
     smooth, sparse = smooth_sparse(out.scores, n_normal, cfg.form)
+    bottom = bottom_k(out.scores[n_normal:, :, 0], out.abn_feat.shape[1])
     total = (bce + cfg.w_contrastive * (cfg.w_con_ab * con + cfg.w_same * (con_a + con_n))
-             + cfg.w_smooth * smooth + cfg.w_sparse * sparse)
+             + cfg.w_smooth * smooth + cfg.w_sparse * sparse + cfg.w_bottom * bottom)
     return {"total": total, "bce": bce, "con": con, "con_n": con_n, "con_a": con_a,
-            "smooth": smooth, "sparse": sparse}
+            "smooth": smooth, "sparse": sparse, "bottom": bottom}
+
+
+def bottom_k(abnormal_scores, k: int):
+    """BCE towards 0 of the mean of each abnormal video's k lowest snippet scores (`[B, T]`).
+
+    An abnormal training video is untrimmed: its event fills part of it, and its least suspicious snippets are
+    normal. The top-k BCE alone is met by raising every snippet of an abnormal video, which a model that sees what
+    kind of video it is (`center: context`) can do without telling snippets apart; this term asks the same video's
+    quietest snippets to stay low. Measured on real UCF-Crime features it hurts (docs/training.md: the model
+    memorises which rows of its training videos are low), so it is off (`w_bottom: 0`) in every recipe."""
+    k = min(k, abnormal_scores.shape[1])
+    low = -torch.topk(-abnormal_scores, k, dim=1).values.mean(1)
+    return F.binary_cross_entropy(low, torch.zeros_like(low))

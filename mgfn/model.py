@@ -42,6 +42,7 @@ class MGFNConfig:
     dropout_rate: float = 0.7           # dropout on the selection mask (training only)
     select_by: str = "magnitude"        # rank snippets by feature "magnitude" (reference) or by "score" (plain MIL)
     ff_dropout: float = 0.0
+    input_dropout: float = 0.0          # dropout on what feature amplification sees (not the magnitude channel)
     center: str = "none"                # "median": each clip less its video's usual clip (mgfn.features)
     center_scale: float = 1.0           # centred features times this; training sets it from its videos
     normalize: str = "none"             # "l2": each clip divided by its norm first (mgfn.features)
@@ -76,6 +77,8 @@ class MGFNConfig:
             del out["padding"]
         if out["normalize"] == "none":
             del out["normalize"]
+        if not out["input_dropout"]:
+            del out["input_dropout"]
         return out
 
 
@@ -291,6 +294,7 @@ class MGFN(nn.Module):
         )
         self.head = Head(cfg.dims[-1])
         self.selection_dropout = nn.Dropout(cfg.dropout_rate)
+        self.input_dropout = nn.Dropout(cfg.input_dropout)
 
     def forward_features(self, video, prepared: bool = False):
         """`[V, crops, T, D+1]` -> (features `[V*crops, T, d]`, scores `[V*crops, T, 1]`).
@@ -299,6 +303,8 @@ class MGFN(nn.Module):
         `prepared`: `video` already went through `prepare_inputs` (training prepares its fixed videos once).
         """
         x = self.encode_clips(video, prepared)                     # [V*crops, T, C+1]
+        if self.config.input_dropout and self.training:
+            x = torch.cat([self.input_dropout(x[..., :-1]), x[..., -1:]], dim=-1)
         x = self.fam(x)                                            # [V*crops, T, d0]
         for stage in self.stages:
             x = stage(x)                                           # [V*crops, T, d_last]

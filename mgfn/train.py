@@ -52,7 +52,7 @@ RECIPES = {
     "reference": {"lr": 1e-3, "weight_decay": 5e-4, "shuffle": False, "model": {}, "loss": {}},
     "default": {"lr": 1e-4, "weight_decay": 5e-4, "shuffle": True,
                 "model": {"select_by": "score", "normalize": "l2", "center": "context",
-                          "dims": [32, 64, 128], "dim_head": 32, "ff_dropout": 0.3},
+                          "dims": [32, 64, 128], "dim_head": 32, "ff_dropout": 0.3, "input_dropout": 0.5},
                 "loss": {"w_contrastive": 0.0}},
 }
 WIDTH = ("dims", "dim_head")   # filled together: a config that sets either keeps the other's model default
@@ -68,6 +68,8 @@ class TrainConfig:
     epochs: int = setting(100, min=1)
     batch_size: int = setting(16, min=1, help="videos per class per iteration (B normal + B abnormal)")
     lr: float | None = setting(None, min=0)              # None: the recipe's
+    lr_schedule: str | None = setting(None, choices=("constant", "cosine"),
+                                      help="constant, or cosine: from lr at the first epoch down to 0 at the last")
     weight_decay: float | None = setting(None, min=0)
     seed: int = 0
     shuffle: bool | None = None          # False = the reference order (no shuffle, drop_last); None: the recipe's
@@ -92,6 +94,7 @@ class TrainConfig:
         self.lr = recipe["lr"] if self.lr is None else float(self.lr)
         self.weight_decay = recipe["weight_decay"] if self.weight_decay is None else float(self.weight_decay)
         self.shuffle = recipe["shuffle"] if self.shuffle is None else bool(self.shuffle)
+        self.lr_schedule = recipe.get("lr_schedule", "constant") if self.lr_schedule is None else self.lr_schedule
         if self.model_type == "mgfn":    # the MIL baseline has its own model settings and loss
             given = self.model or {}
             fill = {k: v for k, v in recipe["model"].items() if not (k in WIDTH and any(w in given for w in WIDTH))}
@@ -100,6 +103,8 @@ class TrainConfig:
             self.model = with_frontend(self.extractor, self.model)
         elif self.extractor in VARIANTS:
             raise InputError(f"extractor {self.extractor} puts an LSTM in front of MGFN; the MIL baseline has none")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise InputError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if self.select not in ("test", "val", "last"):
             raise InputError(f"select must be test, val or last, got {self.select!r}")
         if self.metric not in ("auc", "pr_auc", "ap"):
@@ -161,6 +166,14 @@ def feature_provenance(entries) -> dict:
     if len(ids) > 1 or len(infos) != len(folders):
         raise InputError(f"training features come from different extractors or unlabelled folders: {sorted(map(str, ids))}")
     return {"extractor": next(iter(infos.values()))}
+
+
+def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch `epoch` (1-based): `lr`, or with `lr_schedule: cosine` half a cosine from `lr` at
+    the first epoch to 0 after the last."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
 
 
 def seed_everything(seed: int) -> None:
@@ -340,6 +353,8 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)   # order depends only on (seed, epoch)
+        for group in optimizer.param_groups:        # a function of the epoch alone, so a resumed run follows it too
+            group["lr"] = epoch_lr(cfg, epoch)
         losses = train_one_epoch(model, optimizer, data, batches.epoch(generator), loss_fn, device, cfg.amp, progress)
         train_s = time.perf_counter() - t0
         scores = predict(model, test_set, device)
@@ -421,7 +436,8 @@ def add_arguments(parser) -> None:
                                             "i3d_lstm: I3D features with an LSTM front end trained jointly with MGFN")
     parser.add_argument("--lstm", metavar="KEY=VALUE,...",
                         help="LSTM front end settings (implies one): layers, hidden, bidirectional, dropout, "
-                             "sequences (pooled|clips), max_clips; e.g. hidden=128,bidirectional=true")
+                             "sequences (pooled|clips), max_clips, skip (the clips beside the LSTM's outputs); "
+                             "e.g. hidden=128,bidirectional=true")
     parser.add_argument("--seeds", help="train one run per seed (e.g. 0-4 or 0,3,7) into OUT/seed_<s>; report mean ± std")
     add_dtype_argument(parser, default=None, amp_alias=True,
                        help="training arithmetic; bfloat16 is autocast (fast on AMX CPUs and GPUs) (default: the "

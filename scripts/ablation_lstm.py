@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mgfn.lstm import LSTMConfig  # noqa: E402
+from mgfn.lstm import LSTMConfig, parse_lstm_option  # noqa: E402
 
 NARROW = {"dims": [32, 64, 128], "dim_head": 32, "select_by": "score", "center": "none", "ff_dropout": 0.0}
 LSTM = {"hidden": 64}
@@ -106,13 +106,14 @@ def train_one(job: dict) -> dict:
             "s_per_epoch": float(np.mean([float(r["train_s"]) for r in epochs]))}
 
 
-def models(both_inputs: bool) -> dict[str, dict | None]:
-    """Model name -> LSTM settings (None: plain I3D)."""
+def models(both_inputs: bool, extra: dict | None = None) -> dict[str, dict | None]:
+    """Model name -> LSTM settings (None: plain I3D); `extra` (from --lstm) on top of LSTM."""
     default = LSTMConfig().sequences
-    out = {"I3D": None, f"I3D-LSTM ({default})": {**LSTM, "sequences": default}}
+    base = {**LSTM, **(extra or {})}
+    out = {"I3D": None, f"I3D-LSTM ({default})": {**base, "sequences": default}}
     if both_inputs:
         other = "clips" if default == "pooled" else "pooled"
-        out[f"I3D-LSTM ({other})"] = {**LSTM, "sequences": other}
+        out[f"I3D-LSTM ({other})"] = {**base, "sequences": other}
     return out
 
 
@@ -124,11 +125,14 @@ def main() -> int:
     p.add_argument("--both-inputs", action="store_true",
                    help="also run I3D-LSTM with the non-default training input (pooled segments vs clip sequences)")
     p.add_argument("--epochs", type=int, help="override every benchmark's epochs (quick checks)")
+    p.add_argument("--lstm", default="", help="LSTM settings on top of hidden=64, as `mgfn train --lstm` takes them "
+                                              "(e.g. skip=true)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1: timings are then per process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     p.add_argument("--work", type=Path, help="where datasets and runs go (default: a temporary folder)")
     args = p.parse_args()
     names = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+    extra = parse_lstm_option(args.lstm)
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         p.error(f"unknown benchmarks {unknown}; known: {sorted(BENCHMARKS)}")
@@ -148,7 +152,7 @@ def main() -> int:
                 data = (make_context if name.startswith("context") else make_planted)(root, spec["data"])
                 train = spec["train"]
             data = {k: str(v) for k, v in data.items() if k in ("train", "test", "gt")}
-            for model, lstm in models(args.both_inputs).items():
+            for model, lstm in models(args.both_inputs, extra).items():
                 for seed in range(args.seeds):
                     model_settings = {**train["model"], **({"lstm": lstm} if lstm else {})}
                     config = {**train, "seed": seed, "device": "cpu", "model": model_settings}
@@ -157,7 +161,7 @@ def main() -> int:
                     jobs.append({"benchmark": name, "model": model, "seed": seed, "config": config, "data": data,
                                  "threads": args.threads,
                                  "run_dir": str(work / "runs" / f"{name}-{model.replace(' ', '_')}-{seed}")})
-        print(f"{len(jobs)} runs ({len(names)} benchmarks x {len(models(args.both_inputs))} models x {args.seeds} "
+        print(f"{len(jobs)} runs ({len(names)} benchmarks x {len(models(args.both_inputs, extra))} models x {args.seeds} "
               f"seeds), {args.jobs} worker(s)", file=sys.stderr, flush=True)
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs) as pool:

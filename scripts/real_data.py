@@ -47,7 +47,13 @@ RECIPES = {
     "default+edge": {"model": {"padding": "edge"}},        # end clips repeated instead of zero padding
     "default+wd5e-3": {"weight_decay": 5e-3},
     "default+epochs30": {"epochs": 30},
+    "default+bottom": {"loss": {"w_bottom": 1.0}},           # abnormal videos' k lowest snippets pushed to 0
+    "default-input_dropout": {"model": {"input_dropout": 0.0}},   # the previous default
+    "default+cosine": {"lr_schedule": "cosine"},
     "i3d_lstm": {"extractor": "i3d_lstm"},                 # an LSTM over each video's rows in front of MGFN
+    "i3d_lstm+skip": {"extractor": "i3d_lstm", "model": {"lstm": {"skip": True}}},
+    "i3d_lstm+skip64": {"extractor": "i3d_lstm", "model": {"lstm": {"skip": True, "hidden": 64}}},
+    "i3d_lstm+h64": {"extractor": "i3d_lstm", "model": {"lstm": {"hidden": 64}}},
 }
 
 

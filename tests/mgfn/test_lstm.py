@@ -77,8 +77,26 @@ def test_the_magnitude_channel_is_the_i3d_magnitude_passed_through():
     x = np.concatenate([feats, magnitude_channel(feats)], -1).transpose(1, 0, 2)[None]
     with torch.no_grad():
         out = model.frontend(torch.from_numpy(np.ascontiguousarray(x)))
-    assert out.shape == (3, 11, 25)
+    assert out.shape == (3, 11, 8 + 24 + 1)                                   # the clips, the LSTM's output, magnitude
     np.testing.assert_allclose(out[..., -1].numpy(), magnitude_channel(feats)[..., 0].T, rtol=1e-6)
+
+
+def test_by_default_mgfn_sees_each_clip_beside_the_lstm_output_in_both_training_inputs():
+    model = lstm_model(dim=8).eval()
+    assert model.frontend.out_size == 8 + 24 and model.fam.to_tokens.in_channels == 32
+    feats = np.random.default_rng(2).random((32, 2, 8), dtype=np.float32)     # 32 clips: pooling is the identity
+    x = np.concatenate([feats, magnitude_channel(feats)], -1).transpose(1, 0, 2)[None]
+    with torch.no_grad():
+        out = model.frontend(torch.from_numpy(np.ascontiguousarray(x)))
+        pooled = model.frontend(ClipSequences(torch.from_numpy(feats.transpose(1, 0, 2).copy())[None],
+                                              torch.tensor([32]), 32))
+    assert out.shape == (2, 32, 8 + 24 + 1)
+    np.testing.assert_allclose(out[..., :8].numpy(), feats.transpose(1, 0, 2), rtol=1e-6)   # the clips, as they are
+    torch.testing.assert_close(out, pooled)
+    plain = lstm_model(dim=8, skip=False).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("fam.")}, strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(plain.frontend(torch.from_numpy(np.ascontiguousarray(x))), out[..., 8:])
 
 
 def test_plain_mgfn_is_unchanged_and_an_lstm_state_dict_has_no_reference_form():
@@ -92,9 +110,9 @@ def test_plain_mgfn_is_unchanged_and_an_lstm_state_dict_has_no_reference_form():
 
 
 def test_lstm_settings_are_validated():
-    assert parse_lstm_option("hidden=8,layers=2,bidirectional=true,sequences=clips,dropout=0.1") == \
-        {"hidden": 8, "layers": 2, "bidirectional": True, "sequences": "clips", "dropout": 0.1}
-    for bad in ("size=3", "hidden=x", "sequences=frames", "bidirectional=maybe", "dropout=1.5"):
+    assert parse_lstm_option("hidden=8,layers=2,bidirectional=true,sequences=clips,dropout=0.1,skip=yes") == \
+        {"hidden": 8, "layers": 2, "bidirectional": True, "sequences": "clips", "dropout": 0.1, "skip": True}
+    for bad in ("size=3", "hidden=x", "sequences=frames", "bidirectional=maybe", "dropout=1.5", "skip=2"):
         with pytest.raises(InputError, match="--lstm"):
             parse_lstm_option(bad)
     with pytest.raises(ValueError, match="unknown lstm settings"):

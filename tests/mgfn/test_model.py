@@ -82,3 +82,33 @@ def test_with_edge_padding_a_video_of_one_repeated_clip_scores_alike_everywhere(
     assert "padding" not in MGFNConfig().to_dict() and MGFNConfig(padding="edge").to_dict()["padding"] == "edge"
     with pytest.raises(ValueError, match="padding"):
         MGFNConfig(padding="reflect")
+
+
+def test_input_dropout_drops_clip_channels_in_training_only_and_keeps_the_magnitude():
+    model = MGFN(MGFNConfig(feature_size=8, input_dropout=0.5, dropout_rate=0.0, **SMALL))
+    seen = []
+    model.fam.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    x = torch.rand(2, 1, 32, 9) + 0.1
+    torch.manual_seed(0)
+    model(x)
+    dropped = seen[-1]
+    assert 0.3 < float((dropped[..., :-1] == 0).float().mean()) < 0.7          # about half the clip channels
+    torch.testing.assert_close(dropped[..., -1], x[..., -1].reshape(2, 32))     # the magnitude channel untouched
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    torch.testing.assert_close(seen[-1], x.reshape(2, 32, 9))
+    assert MGFNConfig(feature_size=8).to_dict().get("input_dropout") is None   # old model configs stay as they were
+
+
+def test_bottom_k_term_is_the_bce_of_each_abnormal_videos_lowest_scores():
+    torch.manual_seed(0)
+    model = MGFN(MGFNConfig(feature_size=8, dropout_rate=0.0, **SMALL))
+    out = model(torch.rand(4, 1, 32, 9))
+    abnormal = out.scores[2:, :, 0]
+    low = abnormal.sort(dim=1).values[:, :3].mean(1)
+    want = -torch.log(1 - low).mean()
+    terms = mgfn_loss(out, 1, LossConfig(w_bottom=2.0))
+    torch.testing.assert_close(terms["bottom"], want)
+    without = mgfn_loss(out, 1, LossConfig())
+    torch.testing.assert_close(terms["total"] - without["total"], 2.0 * want)

@@ -72,6 +72,7 @@ def test_unknown_recipe_is_one_line_error():
 def test_default_recipe_centres_normalised_features_beside_their_context_in_a_narrow_mgfn():
     model = TrainConfig().model
     assert model["center"] == "context" and model["normalize"] == "l2" and model["select_by"] == "score"
+    assert model["input_dropout"] == 0.5 and TrainConfig().lr_schedule == "constant"
     assert model.get("padding", "zeros") == "zeros"
     assert MGFNConfig(**model).dims == (32, 64, 128)
 

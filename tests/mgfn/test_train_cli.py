@@ -146,3 +146,38 @@ def test_checkpoint_from_a_different_feature_size_is_refused(tmp_path, capsys):
     assert cli(["eval", "--model", str(tmp_path / "run" / "best.pt"), "--test", str(other["test"]),
                 "--gt", str(other["gt"])]) == 2
     assert "features are 48-d but the model expects 32-d" in _error(capsys)
+
+
+def test_cosine_schedule_goes_from_lr_to_zero_and_a_resumed_run_follows_it(tmp_path, monkeypatch):
+    from mgfn import train
+
+    cfg = train.TrainConfig(lr=1e-3, lr_schedule="cosine", epochs=4)
+    assert [train.epoch_lr(cfg, e) for e in (1, 3)] == pytest.approx([1e-3, 5e-4])
+    assert 0 < train.epoch_lr(cfg, 4) < 2e-4 and train.epoch_lr(train.TrainConfig(lr=1e-3), 4) == 1e-3
+
+    split = make_split(tmp_path, 1, 32)
+    config = tmp_path / "cosine.yaml"
+    config.write_text(split["config"].read_text() + "lr_schedule: cosine\n")
+    split = {**split, "config": config}
+    assert cli(train_args(split, tmp_path / "straight", "--epochs", 4)) == 0
+    assert yaml_setting(tmp_path / "straight", "lr_schedule") == "cosine"
+
+    real, calls = train.train_one_epoch, []
+
+    def stop_at_third(*args, **kwargs):         # the process dies while training epoch 3
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", stop_at_third)
+    assert cli(train_args(split, tmp_path / "killed", "--epochs", 4)) == 130    # interrupted: resume it
+    monkeypatch.setattr(train, "train_one_epoch", real)
+    assert len(read_metrics(tmp_path / "killed")) == 2
+    assert cli(train_args(split, tmp_path / "killed", "--epochs", 4, "--resume")) == 0
+    assert read_metrics(tmp_path / "killed") == read_metrics(tmp_path / "straight")
+
+
+def yaml_setting(run, key):
+    import yaml
+    return yaml.safe_load((run / "config.yaml").read_text())[key]

@@ -51,9 +51,8 @@ RECIPES = {
     "default-input_dropout": {"model": {"input_dropout": 0.0}},   # the previous default
     "default+cosine": {"lr_schedule": "cosine"},
     "i3d_lstm": {"extractor": "i3d_lstm"},                 # an LSTM over each video's rows in front of MGFN
-    "i3d_lstm+skip": {"extractor": "i3d_lstm", "model": {"lstm": {"skip": True}}},
-    "i3d_lstm+skip64": {"extractor": "i3d_lstm", "model": {"lstm": {"skip": True, "hidden": 64}}},
-    "i3d_lstm+h64": {"extractor": "i3d_lstm", "model": {"lstm": {"hidden": 64}}},
+    "i3d_lstm-skip": {"extractor": "i3d_lstm", "model": {"lstm": {"skip": False}}},   # its outputs alone, no clips
+    "i3d_lstm+h256": {"extractor": "i3d_lstm", "model": {"lstm": {"hidden": 256}}},
 }
 
 

@@ -62,9 +62,9 @@ RECIPES = {
     "default-lr1e-4": {"recipe": "default", "lr": 1e-3},
     "default-shuffle": {"recipe": "default", "shuffle": False},
     # one more change on top of the default
-    "default+indrop": {"recipe": "default", "model": {"input_dropout": 0.5}},
-    "default+indrop+cosine": {"recipe": "default", "model": {"input_dropout": 0.5}, "lr_schedule": "cosine"},
+    "default-input_dropout": {"recipe": "default", "model": {"input_dropout": 0.0}},
     "default+cosine": {"recipe": "default", "lr_schedule": "cosine"},
+    "default-input_dropout+cosine": {"recipe": "default", "model": {"input_dropout": 0.0}, "lr_schedule": "cosine"},
     "default+ff_dropout0.5": {"recipe": "default", "model": {"ff_dropout": 0.5}},
     "default+no_select_dropout": {"recipe": "default", "model": {"dropout_rate": 0.0}},
     "default+lr3e-5": {"recipe": "default", "lr": 3e-5},

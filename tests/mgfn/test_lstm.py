@@ -150,3 +150,18 @@ def test_train_refuses_mismatched_settings_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("mgfn train: error:") for line in err)
     assert "MIL baseline" in err[0] and "hidden" in err[1] and "i3d_inception, not i3d_r50_rtfm" in err[2]
+
+
+def test_a_checkpoint_from_before_skip_loads_as_the_output_alone_model(tmp_path):
+    from mgfn.checkpoint import load_model, save_checkpoint
+
+    old = lstm_model(dim=8, skip=False).eval()
+    save_checkpoint(tmp_path / "old.pt", old, epoch=1)
+    ckpt = torch.load(tmp_path / "old.pt", weights_only=True)
+    del ckpt["model_config"]["lstm"]["skip"]                 # what a checkpoint written before `skip` holds
+    torch.save(ckpt, tmp_path / "old.pt")
+    model, _ = load_model(tmp_path / "old.pt")
+    assert model.config.lstm["skip"] is False
+    x = torch.rand(1, 2, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict(x), old.predict(x))

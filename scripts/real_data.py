@@ -47,9 +47,11 @@ RECIPES = {
     "default+edge": {"model": {"padding": "edge"}},        # end clips repeated instead of zero padding
     "default+wd5e-3": {"weight_decay": 5e-3},
     "default+epochs30": {"epochs": 30},
-    "default+bottom": {"loss": {"w_bottom": 1.0}},           # abnormal videos' k lowest snippets pushed to 0
     "default-input_dropout": {"model": {"input_dropout": 0.0}},   # the previous default
     "default+cosine": {"lr_schedule": "cosine"},
+    # measured on the previous default (docs/training.md)
+    "default-input_dropout+cosine": {"lr_schedule": "cosine", "model": {"input_dropout": 0.0}},
+    "default-input_dropout+bottom": {"loss": {"w_bottom": 1.0}, "model": {"input_dropout": 0.0}},  # k lowest -> 0
     "i3d_lstm": {"extractor": "i3d_lstm"},                 # an LSTM over each video's rows in front of MGFN
     "i3d_lstm-skip": {"extractor": "i3d_lstm", "model": {"lstm": {"skip": False}}},   # its outputs alone, no clips
     "i3d_lstm+h256": {"extractor": "i3d_lstm", "model": {"lstm": {"hidden": 256}}},

@@ -41,7 +41,7 @@ def test_ray_gives_the_local_bytes_and_survives_a_killed_actor(make_video, tmp_p
 
     out = tmp_path / "ray"
     run = mgfn("extract", vids, "--out", out, *ARGS, "--backend", "ray")
-    killed, deadline = None, time.monotonic() + 120
+    killed, deadline = None, time.monotonic() + 300     # Ray starts slowly on a busy 2-core machine
     while killed is None and time.monotonic() < deadline and run.poll() is None:
         for claim in out.glob("*/long.npy.claim"):  # the actor holding the long video, once it has flushed rows
             try:
@@ -53,7 +53,7 @@ def test_ray_gives_the_local_bytes_and_survives_a_killed_actor(make_video, tmp_p
                 killed = pid
         time.sleep(0.05)
     stdout, stderr = run.communicate(timeout=300)
-    assert killed is not None, "the actor finished before it could be killed"
+    assert killed is not None, f"no actor was killed (exit {run.returncode}): {stderr[-2000:]}"
     assert run.returncode == 0, stderr
     assert "2 done, 0 skipped (already done)" in stdout and "0 failed" in stdout
     assert files(out) == files(tmp_path / "local")

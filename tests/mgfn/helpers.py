@@ -69,3 +69,15 @@ def make_split(tmp: Path, crops: int, dim: int, per_crop: bool = False, n: int =
     cfg.write_text(TINY_CONFIG)
     return {"train": write_csv(root / "train.csv", train), "test": write_csv(root / "test.csv", test),
             "gt": tmp / "gt", "config": cfg, "root": root}
+
+
+def train_args(split, out, *extra):
+    """`mgfn train` arguments for a `make_split` split and its tiny config."""
+    return ["train", "--train", str(split["train"]), "--test", str(split["test"]), "--gt", str(split["gt"]),
+            "--out", str(out), "--config", str(split["config"]), "--quiet", *map(str, extra)]
+
+
+def read_metrics(run):
+    """A run's metrics.csv rows without the timing column (the same run twice gives the same rows)."""
+    with (run / "metrics.csv").open() as f:
+        return [{k: v for k, v in row.items() if k != "train_s"} for row in csv.DictReader(f)]

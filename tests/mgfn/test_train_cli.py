@@ -13,20 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import make_split, write_csv
+from helpers import make_split, read_metrics, train_args, write_csv
 from pipeline.cli import main as cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def train_args(split, out, *extra):
-    return ["train", "--train", str(split["train"]), "--test", str(split["test"]), "--gt", str(split["gt"]),
-            "--out", str(out), "--config", str(split["config"]), "--quiet", *map(str, extra)]
-
-
-def read_metrics(run):
-    with (run / "metrics.csv").open() as f:
-        return [{k: v for k, v in row.items() if k != "train_s"} for row in csv.DictReader(f)]
 
 
 @pytest.mark.parametrize("crops, dim, per_crop", [(1, 4096, False), (5, 1024, True), (10, 2048, False)])

@@ -2,7 +2,6 @@
 once space is back ends with the metrics and weights of an uninterrupted run; a read-only --out is refused up front."""
 from __future__ import annotations
 
-import csv
 import errno
 import os
 from contextlib import contextmanager
@@ -13,19 +12,9 @@ import torch
 import mgfn.atomic as atomic
 import mgfn.checkpoint as checkpoint
 from fake_disk import Disk, OnDisk
-from helpers import make_split
+from helpers import make_split, read_metrics, train_args
 from pipeline.cli import EXIT_DISK
 from pipeline.cli import main as cli
-
-
-def train_args(split, out, *extra):
-    return ["train", "--train", str(split["train"]), "--test", str(split["test"]), "--gt", str(split["gt"]),
-            "--out", str(out), "--config", str(split["config"]), "--quiet", *map(str, extra)]
-
-
-def read_metrics(run):
-    with (run / "metrics.csv").open() as f:
-        return [{k: v for k, v in row.items() if k != "train_s"} for row in csv.DictReader(f)]
 
 
 @pytest.fixture

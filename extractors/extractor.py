@@ -392,12 +392,13 @@ class FeatureExtractor:
         self.run_network(x)
         torch.cuda.synchronize(self.device)
 
-    def upload(self, payload: torch.Tensor) -> torch.Tensor:
-        """A decoder's clips -> model input on the device: on CPU they are it already; on CUDA, uint8 clips
-        go through a ring of reused pinned buffers, on a copy stream of their own (so staging never waits for
-        the network running on the main stream), to the GPU, which runs the transform."""
+    def upload(self, payload: torch.Tensor, borrowed: bool = False) -> torch.Tensor:
+        """A decoder's clips -> model input on the device: on CPU they are it already (copied when `borrowed`:
+        a decoder's shared slot, reused once this returns); on CUDA, uint8 clips go through a ring of reused
+        pinned buffers, on a copy stream of their own (so staging never waits for the network running on the
+        main stream), to the GPU, which runs the transform."""
         if self.device.type == "cpu":
-            return payload
+            return payload.clone() if borrowed else payload  # clone keeps the channels_last_3d layout
         if self._copy_stream is None:
             self._copy_stream = torch.cuda.Stream(self.device)
         n = payload.numel()

@@ -90,6 +90,7 @@ class Extraction:
         self.batch: list[tuple[int, int, torch.Tensor]] = []  # (job, clips, device input) waiting for the network
         self.batched = 0
         self.running = None  # the batch the network is computing: (jobs and clip counts, clips, handle)
+        self.pool = None  # the DecoderPool of the run in progress
 
     # -- choosing videos ------------------------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ class Extraction:
         in_flight_max = max(2, self.decoders + 1)  # each decoder has its next video waiting
         self.bar = tqdm(total=len(self.videos), desc="videos", unit="video", disable=not self.show,
                         dynamic_ncols=True)
-        pool = DecoderPool(self.extractor.decode_spec(), self.decoders)
+        pool = self.pool = DecoderPool(self.extractor.decode_spec(), self.decoders)
         try:
             while True:
                 while pending and len(self.jobs) < in_flight_max:
@@ -244,7 +245,7 @@ class Extraction:
                 self._fail(job_id, f"decoder sent clip {first}, expected {job.writer.start_clip + job.received}")
                 return
             job.received += n
-            self.batch.append((job_id, n, self.extractor.upload(payload)))
+            self.batch.append((job_id, n, self.extractor.upload(payload, borrowed=self.pool.lends)))
             self.batched += n
         elif kind == "end":
             job.ended = (msg[2], msg[3])

@@ -2,7 +2,8 @@
 """Real-data benchmark: training recipes on real UCF-Crime features, scored frame by frame with each row's span.
 
 Reads `../shared/data/ucf_crime_c3d` as it is (features.npz, train.csv, test.csv, gt.json: 244 training and 43
-test videos, C3D, 32 segments each; its README). Trains every recipe with every seed for `--epochs` epochs and
+test videos, C3D, 32 segments each; its README). Trains every recipe with every seed for its epochs (the
+recipe's, as `mgfn train` would, unless `--epochs` says) and
 prints, per recipe: the final epoch's frame ROC-AUC, AP and AUC inside abnormal videos only (mean ± std over
 seeds), the best epoch on the test set (optimistic: chosen on the test set), the epoch a held-out validation split
 picks (with `--select val`: each run then trains on 80 % of the training videos), the seeds whose scores
@@ -47,6 +48,7 @@ RECIPES = {
     "default+edge": {"model": {"padding": "edge"}},        # end clips repeated instead of zero padding
     "default+wd5e-3": {"weight_decay": 5e-3},
     "default+epochs30": {"epochs": 30},
+    "default+epochs100": {"epochs": 100},                  # the previous default's length
     "default-input_dropout": {"model": {"input_dropout": 0.0}},   # the previous default
     "default+cosine": {"lr_schedule": "cosine"},
     # measured on the previous default (docs/training.md)
@@ -77,7 +79,7 @@ def finished(run: Path, config: dict) -> dict | None:
         summary = json.loads((run / "summary.json").read_text())
     except (OSError, ValueError):
         return None
-    if not same or len(rows) != config["epochs"]:
+    if not same or len(rows) != TrainConfig(**config).epochs:
         return None
     return {"epochs": rows, "collapsed": summary["collapsed"], "s": 0.0}
 
@@ -120,7 +122,7 @@ def summarise(recipe: str, runs: list[dict], select_val: bool) -> dict:
     """mean ± std over seeds of the final epoch's metrics, the best-on-test and the validation-selected AUC."""
     final = {k: np.array([r["epochs"][-1][k] for r in runs]) for k in ("auc", "ap", "auc_abnormal")}
     best = np.array([max(e["auc"] for e in r["epochs"]) for r in runs])
-    row = {"recipe": recipe, "seeds": [r["seed"] for r in runs],
+    row = {"recipe": recipe, "seeds": [r["seed"] for r in runs], "epochs": len(runs[0]["epochs"]),
            **{f"{k}_mean": float(v.mean()) for k, v in final.items()},
            **{f"{k}_std": float(v.std()) for k, v in final.items()},
            "auc_per_seed": [round(float(a), 4) for a in final["auc"]],
@@ -139,7 +141,7 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=DATA, help="the real set's folder")
     p.add_argument("--recipes", default="default,mil,reference", help=f"comma list of {', '.join(RECIPES)}")
     p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,3,7")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=None, help="every recipe's epochs (default: each recipe's own)")
     p.add_argument("--select", choices=("last", "val"), default="last",
                    help="val: hold out 20 %% of the training videos and report the epoch they pick too")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (one thread each)")
@@ -158,25 +160,27 @@ def main() -> int:
         root = args.out or Path(tmp)
         jobs = [{"recipe": r, "seed": s, "data": str(args.data), "threads": 1,
                  "run_dir": str(root / f"{r}-seed{s}"),
-                 "config": {"epochs": args.epochs, "seed": s, "device": "cpu", "select": args.select, **RECIPES[r]}}
+                 "config": {**({"epochs": args.epochs} if args.epochs else {}), "seed": s, "device": "cpu",
+                            "select": args.select, **RECIPES[r]}}
                 for r in recipes for s in seeds]
         with ProcessPoolExecutor(max(1, args.jobs)) as pool:
             runs = list(pool.map(train_one, jobs))
     wall = time.perf_counter() - t0
 
-    print(f"{'recipe':24s} {'frame AUC':>15s} {'AP':>13s} {'AUC abnormal':>15s} {'best-on-test':>12s} "
+    print(f"{'recipe':24s} {'epochs':>6s} {'frame AUC':>15s} {'AP':>13s} {'AUC abnormal':>15s} {'best-on-test':>12s} "
           f"{'val-selected':>15s}  collapsed  s/epoch")
     results = []
     for recipe in recipes:
         row = summarise(recipe, [r for r in runs if r["recipe"] == recipe], args.select == "val")
         results.append(row)
         val = f"{row['val_selected_mean']:.3f} ± {row['val_selected_std']:.3f}" if "val_selected_mean" in row else "-"
-        print(f"{recipe:24s} {row['auc_mean']:.3f} ± {row['auc_std']:.3f}  {row['ap_mean']:.3f} ± {row['ap_std']:.3f}  "
+        print(f"{recipe:24s} {row['epochs']:6d} {row['auc_mean']:.3f} ± {row['auc_std']:.3f}  {row['ap_mean']:.3f} ± {row['ap_std']:.3f}  "
               f"{row['auc_abnormal_mean']:.3f} ± {row['auc_abnormal_std']:.3f}  {row['best_on_test_mean']:12.3f} "
               f"{val:>15s}  {len(row['collapsed'])}/{len(seeds):<7d}  {row['s_per_epoch']:.2f}")
     print(f"{'video-level oracle':24s} {sticks['oracle_auc']:.4f}")
     print(f"{'random row scores':24s} {sticks['random_auc_mean']:.3f} ± {sticks['random_auc_std']:.3f}")
-    print(f"# {len(runs)} runs ({args.epochs} epochs, final epoch unless said) in {wall:.0f} s with {args.jobs} jobs",
+    length = f"{args.epochs} epochs" if args.epochs else "each recipe's epochs"
+    print(f"# {len(runs)} runs ({length}, final epoch unless said) in {wall:.0f} s with {args.jobs} jobs",
           file=sys.stderr)
     print(json.dumps({"select": args.select, "epochs": args.epochs, "seeds": seeds, "wall_s": round(wall, 1),
                       "yardsticks": sticks, "recipes": results}))

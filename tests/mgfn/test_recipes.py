@@ -61,7 +61,24 @@ def test_cli_recipe_refills_what_the_yaml_left_out(tmp_path):
 
 def test_mil_keeps_its_own_settings():
     cfg = TrainConfig(model_type="mil")
-    assert cfg.model == {} and cfg.loss == {}
+    assert cfg.model == {} and cfg.loss == {} and cfg.epochs == train.MIL_EPOCHS == 100
+
+
+def test_length_is_the_recipe_s_unless_a_config_or_the_command_line_says(tmp_path):
+    assert (TrainConfig().epochs, TrainConfig(recipe="reference").epochs) == (20, 100)
+    assert TrainConfig(epochs=7).epochs == 7 and TrainConfig(model_type="mil", epochs=7).epochs == 7
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"recipe": "reference", "epochs": 5}))
+    assert config_from_args(parse("--config", str(path))).epochs == 5
+    assert config_from_args(parse("--config", str(path), "--epochs", "3")).epochs == 3
+    assert config_from_args(parse("--recipe", "reference")).epochs == 100
+    assert "20 for default, 100 for reference" in " ".join(train_help().split())
+
+
+def train_help() -> str:
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    return parser.format_help()
 
 
 def test_unknown_recipe_is_one_line_error():

@@ -66,7 +66,7 @@ METRIC_NAMES = ("auc", "pr_auc", "ap", "auc_abnormal", "far")
 class TrainConfig:
     """Everything that decides a run; loaded from YAML (`model:`, `loss:` sub-sections) and CLI overrides."""
 
-    recipe: str = "default"              # "default" | "reference": fills lr, weight_decay, model and loss gaps
+    recipe: str = "default"              # "default" | "reference": fills epochs, lr, weight_decay, model and loss gaps
     epochs: int | None = setting(None, min=1)           # None: the recipe's (the MIL baseline: MIL_EPOCHS)
     batch_size: int = setting(16, min=1, help="videos per class per iteration (B normal + B abnormal)")
     lr: float | None = setting(None, min=0)              # None: the recipe's

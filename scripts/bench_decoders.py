@@ -34,10 +34,9 @@ def consume(spec: decoders.DecodeSpec, videos: list[Path], n: int, slots: int) -
     buf = torch.empty(0, dtype=torch.uint8)
     with decoders.DecoderPool(spec, n, shared_slots=slots) as pool:
         assert pool.lends == (slots > 0), "shared slots asked for but not used (too little room in /dev/shm?)"
-        warm = 0
         pool.submit(-1, videos[0], 0)  # warm-up: processes started, codecs loaded
         while (msg := pool.get(timeout=60)) is not None and msg[0] not in ("end", "error"):
-            warm += 1
+            pass
         for i, v in enumerate(videos):
             pool.submit(i, v, 0)
         thread0, cpu0, wall0 = time.thread_time(), time.process_time(), time.perf_counter()

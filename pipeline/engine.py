@@ -21,6 +21,10 @@ from extractors.errors import InputError
 
 WAIT_POLL = 0.5  # seconds between looks at videos another process is extracting
 COMPILE_MIN_FRAMES = 500_000  # --compile auto: compiling (~25 s) pays back from about 420k frames on an H200
+# Where the extracting process's time goes (`ExtractResult.phases`, printed by `mgfn extract`): waiting for a
+# decoder's message, staging clips for the network (on CUDA: the pinned copy and the transform's launch),
+# starting the network (on CPU: the whole forward pass), waiting for its features, writing them.
+PHASES = ("waiting for decoders", "staging", "network", "waiting for the network", "writing")
 
 
 def _disk_error(message: str) -> OSError | None:
@@ -50,6 +54,7 @@ class ExtractResult:
     by_others: list[str] = field(default_factory=list)  # finished by another process during this run
     frames: int = 0  # frames decoded by this run
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds of this process in each of PHASES
 
     def __iter__(self):
         return iter((self.done, self.skipped, self.failed))
@@ -85,7 +90,7 @@ class Extraction:
         self.decoders = default_decoders(extractor.device.type) if decoders is None else decoders
         self.log = log or (lambda msg: print(f"mgfn extract: {msg}", file=sys.stderr))
         self.provenance = {"random_weights": extractor.random_weights, "weights": extractor.provenance}
-        self.result = ExtractResult()
+        self.result = ExtractResult(phases=dict.fromkeys(PHASES, 0.0))
         self.jobs: dict[int, _Job] = {}
         self.batch: list[tuple[int, int, torch.Tensor]] = []  # (job, clips, device input) waiting for the network
         self.batched = 0
@@ -175,7 +180,9 @@ class Extraction:
                 if self.running is not None and not self.batch and self._all_decoded():
                     self._collect()  # nothing else to overlap with: the videos in flight wait on these rows
                     continue
+                since = time.perf_counter()
                 msg = pool.get(timeout=1.0)
+                self._spent("waiting for decoders", since)
                 if msg is None:
                     for worker in pool.dead_workers():
                         self._worker_died(worker)
@@ -245,12 +252,16 @@ class Extraction:
                 self._fail(job_id, f"decoder sent clip {first}, expected {job.writer.start_clip + job.received}")
                 return
             job.received += n
+            since = time.perf_counter()
             self.batch.append((job_id, n, self.extractor.upload(payload, borrowed=self.pool.lends)))
+            self._spent("staging", since)
             self.batched += n
         elif kind == "end":
             job.ended = (msg[2], msg[3])
             self.result.frames += msg[4]
+            since = time.perf_counter()
             self._maybe_finish(job_id)
+            self._spent("writing", since)
         elif kind == "error":
             disk = _disk_error(msg[2])
             if disk is not None:  # a full disk (a decoder's temp or shared memory) is not the video's fault: stop
@@ -267,6 +278,7 @@ class Extraction:
         """Start one forward pass over the clips waiting (several videos' worth); the previous batch's rows are
         then routed to their writers while this one runs (on a GPU the two overlap)."""
         ex = self.extractor
+        since = time.perf_counter()
         take, parts, n = [], [], 0
         while self.batch and n < ex.batch_size:
             job_id, k, x = self.batch[0]
@@ -288,6 +300,7 @@ class Extraction:
             pad = torch.zeros((ex.batch_size - n) * ex.crops, *x.shape[1:], dtype=x.dtype, device=x.device)
             x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last_3d)
         handle = ex.launch(x)
+        self._spent("network", since)
         self._collect()
         self.running = (take, n, handle)
 
@@ -297,7 +310,9 @@ class Extraction:
             return
         take, n, handle = self.running
         self.running = None
+        since = time.perf_counter()
         feats = self.extractor.collect(handle)[:n]  # [n, crops, D]
+        since = self._spent("waiting for the network", since)
         at = 0
         for job_id, k in take:
             if job_id in self.jobs:
@@ -306,6 +321,13 @@ class Extraction:
                 job.computed += k
                 self._maybe_finish(job_id)
             at += k
+        self._spent("writing", since)
+
+    def _spent(self, phase: str, since: float) -> float:
+        """Add the time since `since` to `phase`; returns now."""
+        now = time.perf_counter()
+        self.result.phases[phase] += now - since
+        return now
 
     def _maybe_finish(self, job_id: int) -> None:
         job = self.jobs[job_id]

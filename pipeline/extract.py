@@ -176,6 +176,8 @@ def main(args: argparse.Namespace) -> int:
                                     strict=args.strict)
         store_dir, extractor_id, random_weights = store.dir, extractor.extractor_id, extractor.random_weights
     print(summary_line(len(videos), result))
+    if result.phases:
+        print(phases_line(result))
     for vid, reason in result.failed:
         print(f"  failed: {vid}: {reason}")
     for vid, decoded, declared in result.truncated:
@@ -197,6 +199,13 @@ def open_store(args: argparse.Namespace, extractor):
                          file_dtype=args.file_dtype, flush_every=flush_every)
     store.write_extractor_info(extractor.config())
     return store
+
+
+def phases_line(result) -> str:
+    """Where the extracting process's time went (pipeline.engine.PHASES), the rest as "other": a run that mostly
+    waits for decoders wants more `--decoders`; one that mostly runs or waits for the network is as fast as it is."""
+    spent = {**result.phases, "other": max(0.0, result.seconds - sum(result.phases.values()))}
+    return "mgfn extract: this process's time: " + ", ".join(f"{k} {v:.1f}s" for k, v in spent.items())
 
 
 def summary_line(total: int, result) -> str:

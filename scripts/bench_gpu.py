@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 CLIP = 16
 SUMMARY = re.compile(r"([\d,]+) frames at ([\d,.]+) frames/s")
+PHASES = re.compile(r"this process's time: (.*)$", re.M)  # mgfn extract's second line (pipeline.extract.phases_line)
 
 
 def log(msg: str) -> None:
@@ -84,8 +85,11 @@ def extract(videos: Path, out: Path, device: str, crops: int, batch: int, extra:
     m = SUMMARY.search(proc.stdout)
     if proc.returncode != 0 or not m:
         raise RuntimeError(f"{' '.join(extra)}: exit {proc.returncode}: {(proc.stderr or proc.stdout)[-600:]}")
-    return {"fps": float(m.group(2).replace(",", "")), "frames": int(m.group(1).replace(",", "")),
-            "wall_s": round(wall, 1)}
+    res = {"fps": float(m.group(2).replace(",", "")), "frames": int(m.group(1).replace(",", "")),
+           "wall_s": round(wall, 1)}
+    if (phases := PHASES.search(proc.stdout)) is not None:  # where the extracting process's time went
+        res["phases_s"] = {k: float(v.rstrip("s")) for k, v in (p.rsplit(" ", 1) for p in phases.group(1).split(", "))}
+    return res
 
 
 def compare_stores(a: Path, b: Path) -> dict:

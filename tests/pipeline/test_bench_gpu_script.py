@@ -25,5 +25,8 @@ def test_bench_gpu_dry_run_on_cpu(tmp_path):
     assert res == json.loads(out.read_text())
     assert res["frames_total"] == 60 and res["e2e_sequential"]["frames"] == 60
     assert res["e2e_decoders"]["frames"] == 60
+    phases = res["e2e_decoders"]["phases_s"]   # where the extracting process's time went, from mgfn extract
+    assert list(phases) == ["waiting for decoders", "staging", "network", "waiting for the network", "writing",
+                            "other"] and phases["network"] > 0
     assert res["decoders_vs_sequential"] == {"files": 2, "identical": 2, "min_cosine": 1.0}
     assert res["net_float32_eager"]["fps"] > 0 and res["net_float32_autotuned"]["fps"] > 0

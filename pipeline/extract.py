@@ -205,7 +205,7 @@ def phases_line(result) -> str:
     """Where the extracting process's time went (pipeline.engine.PHASES), the rest as "other": a run that mostly
     waits for decoders wants more `--decoders`; one that mostly runs or waits for the network is as fast as it is."""
     spent = {**result.phases, "other": max(0.0, result.seconds - sum(result.phases.values()))}
-    return "mgfn extract: this process's time: " + ", ".join(f"{k} {v:.1f}s" for k, v in spent.items())
+    return "  time in this process: " + ", ".join(f"{k} {v:.1f}s" for k, v in spent.items())
 
 
 def summary_line(total: int, result) -> str:

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 CLIP = 16
 SUMMARY = re.compile(r"([\d,]+) frames at ([\d,.]+) frames/s")
-PHASES = re.compile(r"this process's time: (.*)$", re.M)  # mgfn extract's second line (pipeline.extract.phases_line)
+PHASES = re.compile(r"time in this process: (.*)$", re.M)  # mgfn extract's second line (pipeline.extract.phases_line)
 
 
 def log(msg: str) -> None:

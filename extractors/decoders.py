@@ -86,12 +86,6 @@ class DecodeSpec:
         return _clips.ClipSampler(clip_len=self.clip_len, stride=self.stride, tail=self.tail)
 
 
-def to_model_input(x: torch.Tensor) -> torch.Tensor:
-    """Transformed clips [b, crops, 3, T, S, S] -> [b*crops, 3, T, S, S] channels_last_3d."""
-    b, c = x.shape[:2]
-    return x.reshape(b * c, *x.shape[2:]).contiguous(memory_format=torch.channels_last_3d)
-
-
 def _info_fields(info) -> dict:
     return {"num_frames": int(info.num_frames), "fps": float(info.fps), "width": int(info.width),
             "height": int(info.height), "backend": str(info.backend)}

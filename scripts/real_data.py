@@ -12,6 +12,7 @@ Runs go to `--jobs` worker processes (one thread each).
 
     .venv/bin/python scripts/real_data.py --recipes default,mil,reference --seeds 0-4
     .venv/bin/python scripts/real_data.py --recipes default --seeds 0-4 --select val
+    .venv/bin/python scripts/real_data.py --recipes default,mil --seeds 0-4 --smooth 8   # pooled training rows
 """
 from __future__ import annotations
 
@@ -107,6 +108,30 @@ def train_one(job: dict) -> dict:
             "s": time.perf_counter() - t0}
 
 
+def smoothed_copy(data: Path, width: int, where: str, folder: Path) -> Path:
+    """A copy of the set in `folder` whose rows (every training video's, or with `where="all"` every video's) are
+    each replaced by the mean of `width` neighbouring rows (a window of `width`, kept inside the video): such rows
+    average `width` times as many clips, as the 32 pooled segments of videos longer than these do."""
+    import shutil
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("train.csv", "test.csv", "gt.json"):
+        shutil.copy(data / name, folder / name)
+    train = {e.video_id for e in read_list(data / "train.csv", features=data / "features.npz")}
+    with np.load(data / "features.npz") as npz:
+        out = {}
+        for vid in npz.files:
+            x = npz[vid].astype(np.float32)
+            if where == "all" or vid in train:
+                t = len(x)
+                w = min(width, t)
+                sums = np.cumsum(np.pad(x, ((1, 0), (0, 0))), axis=0)
+                lo = np.clip(np.arange(t) - w // 2, 0, t - w)
+                x = (sums[lo + w] - sums[lo]) / w
+            out[vid] = x.astype(np.float16)
+    np.savez(folder / "features.npz", **out)
+    return folder
+
+
 def yardsticks(data: dict, draws: int = 20) -> dict:
     """Frame AUC of a video-level oracle (every frame scored with its video's label) and of random row scores."""
     test = data["test"]
@@ -147,19 +172,30 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2, help="worker processes (one thread each)")
     p.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder); a later call with "
                                              "the same --out reuses every finished run with the same settings")
+    p.add_argument("--smooth", type=int, default=1, metavar="W",
+                   help="replace each training video's rows by the mean of W neighbouring rows, so that they average "
+                        "W times as many clips as the test rows (as 32 pooled segments of long videos do)")
+    p.add_argument("--smooth-where", choices=("train", "all"), default="train",
+                   help="all: smooth the test videos' rows as well")
     args = p.parse_args()
     recipes = args.recipes.split(",")
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         p.error(f"unknown recipes {unknown}; known: {', '.join(RECIPES)}")
     seeds = parse_seeds(args.seeds)
-    sticks = yardsticks(dataset(args.data))
+    if args.smooth < 1:
+        p.error("--smooth must be 1 or more")
+    dataset(args.data)     # a missing file is reported before any work
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.smooth > 1:
+            args.data = smoothed_copy(args.data, args.smooth, args.smooth_where, Path(tmp) / "smoothed")
+        sticks = yardsticks(dataset(args.data))
         root = args.out or Path(tmp)
+        smoothed = f"-smooth{args.smooth}{args.smooth_where}" if args.smooth > 1 else ""
         jobs = [{"recipe": r, "seed": s, "data": str(args.data), "threads": 1,
-                 "run_dir": str(root / f"{r}-seed{s}"),
+                 "run_dir": str(root / f"{r}-seed{s}{smoothed}"),
                  "config": {**({"epochs": args.epochs} if args.epochs else {}), "seed": s, "device": "cpu",
                             "select": args.select, **RECIPES[r]}}
                 for r in recipes for s in seeds]
@@ -183,6 +219,7 @@ def main() -> int:
     print(f"# {len(runs)} runs ({length}, final epoch unless said) in {wall:.0f} s with {args.jobs} jobs",
           file=sys.stderr)
     print(json.dumps({"select": args.select, "epochs": args.epochs, "seeds": seeds, "wall_s": round(wall, 1),
+                      **({"smooth": args.smooth, "smooth_where": args.smooth_where} if args.smooth > 1 else {}),
                       "yardsticks": sticks, "recipes": results}))
     return 0
 

@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
+	@# -qq: errors only; setuptools' notice about editable installs is not for users
+	$(BIN)/python -m pip install -qq -e '.[test,ray]'
 	@touch $(STAMP)
 
 test: setup

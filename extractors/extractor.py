@@ -45,6 +45,8 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise InputError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} asked for, but CUDA is not available here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 

@@ -109,9 +109,20 @@ def save_checkpoint(path, model, **extra) -> None:
     _atomic_save(obj, Path(path))
 
 
+def _unpickler_reason(message: str) -> str:
+    """The reason inside torch's "Weights only load failed" message (e.g. "Unsupported operand 110"), else its kind."""
+    after = message.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in message else ""
+    lines = [line.strip() for line in after.splitlines() if line.strip()]
+    return lines[0] if lines and not lines[0].startswith("Check the documentation") else "not a pickle it accepts"
+
+
 def read_checkpoint(path) -> dict:
     """Load our checkpoint or an official state dict, returning our dict format."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted((p.name for p in path.glob("*.pt")), key=lambda n: (n != "best.pt", n != "model.pt", n))
+        hint = f": did you mean {path / inside[0]}?" if inside else ""
+        raise InputError(f"{path}: is a folder; a checkpoint is a .pt file{hint}")
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     try:
@@ -121,6 +132,9 @@ def read_checkpoint(path) -> dict:
         if code:  # torch's first line would advise weights_only=False: the one thing not to do with this file
             raise InputError(f"{path}: refused: it holds pickled code or objects ({code.group(1)}), not only "
                              "weights; checkpoints are loaded with weights_only, which never runs code") from None
+        if "Weights only load failed" in str(exc):  # likewise: not torch's advice, what the file is
+            raise InputError(f"{path}: not a PyTorch checkpoint (torch.load cannot read it: "
+                             f"{_unpickler_reason(str(exc))})") from None
         raise InputError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return obj

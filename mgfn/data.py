@@ -48,6 +48,15 @@ def _label(value: str, where: str) -> int:
     return int(value)
 
 
+def check_list_file(path: Path) -> None:
+    """A one-line InputError unless `path` is a file (a folder of features is the commonest slip)."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; a list is a file (CSV video_id,label[,path]; `mgfn data` writes them, "
+                         "and --features FOLDER points a list's videos at a folder of features)")
+    if not path.is_file():
+        raise InputError(f"{path}: list file not found")
+
+
 def read_csv_list(path, allow_outside: bool = False, features=None) -> list[VideoEntry]:
     """Read `video_id,label[,path]`; path defaults to `<video_id>.npy` (or `features`, see `read_list`).
 
@@ -56,8 +65,7 @@ def read_csv_list(path, allow_outside: bool = False, features=None) -> list[Vide
     `<video_id>` inside it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: list file not found")
+    check_list_file(path)
     root = path.parent
     entries, seen, path_col = [], set(), 2
     with path.open(newline="") as f:
@@ -100,8 +108,7 @@ def read_rtfm_list(path, n_abnormal: int | None = None, allow_outside: bool = Tr
     UCF test list and ShanghaiTech lists allow. RTFM lists hold absolute paths, so they may point anywhere.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: list file not found")
+    check_list_file(path)
     lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
     entries = []
     for i, line in enumerate(lines):

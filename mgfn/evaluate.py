@@ -54,10 +54,20 @@ def add_arguments(parser) -> None:
     add_quiet_argument(parser, help="no progress bar (--json implies it)")
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" is CUDA when available, else CPU; anything else is checked (a one-line InputError) and passed to
+    torch.device. The extractors' twin (extractors.extractor.resolve_device) says the same: mgfn does not import it."""
+    if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for, but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def main(args) -> int:

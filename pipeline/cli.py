@@ -6,6 +6,7 @@ Modules are imported only when their command runs, so `mgfn --help` is instant.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
@@ -128,8 +129,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(prog="mgfn", description="Video anomaly detection with I3D features and MGFN.")
     parser.add_argument("--version", action="store_true", help="print the version (and git commit) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = {}
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = parser.commands[name] = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:  # only the chosen command's module is imported
             importlib.import_module(module).add_arguments(p)
     _use_formatter(parser)
@@ -139,10 +141,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
+    if command is not None and command not in COMMANDS:
+        near = difflib.get_close_matches(command, COMMANDS, n=1)
+        if near:
+            build_parser().error(f"unknown command {command!r}; did you mean {near[0]}?")
     if command not in COMMANDS:
         command = None
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:       # said by the command's own parser, so the line names `mgfn COMMAND` and its --help
+        parser.commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.version:
         from pipeline.version import code_version
 

@@ -93,7 +93,8 @@ def main(args) -> int:
     print(f"demo: frame AUC {auc:.3f} on the test videos (chance 0.5)" if auc is not None else "demo: no AUC")
     if inside is not None:
         print(f"demo: frame AUC {inside:.3f} inside the abnormal test videos (do scores rise on the events?), "
-              f"position gap {gap:+.3f} (normal videos, clip 0 less clip 5)")
+              f"and {gap:+.3f} from where a clip sits (normal videos: first clip's score less the sixth's; near 0 "
+              f"is right)")
     if weights == "random":
         print("demo: with random I3D weights the features barely show person-sized events (running, fighting, "
               "falling); see docs/training.md")

@@ -64,8 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="count a truncated video (fewer frames decode than its header declares) as failed")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
-                        help="local: this process; ray: one extractor actor per GPU (or per --cpus-per-worker "
-                             "CPUs) of a Ray cluster, all writing OUT")
+                        help="local: this process; ray: one extractor actor per GPU of a Ray cluster (without GPUs: "
+                             "one, or --workers-ray N), all writing OUT")
     parser.add_argument("--address", default=None,
                         help="with --backend ray: the cluster to join (auto: a running `ray start` cluster; "
                              "default: start a local one)")

@@ -22,6 +22,7 @@ from mgfn.errors import InputError
 from mgfn.schema import Setting, check, read_yaml, settings, setting
 
 STAGES = ("extract", "train", "score", "report")
+FAILURES_SHOWN = 5                                   # failed videos named in the log (all are in the manifest)
 
 
 def _extractor_settings(_section) -> dict:
@@ -156,6 +157,8 @@ def read_dataset(cfg: RunConfig, base: Path) -> tuple[list[DatasetVideo], Path]:
     videos_dir, labels, gt = inside(ds["videos"]), inside(ds["labels"]), inside(ds["gt"])
     if not labels.is_file():
         raise InputError(f"{labels}: labels CSV not found")
+    if not videos_dir.is_dir():
+        raise InputError(f"{videos_dir}: videos folder not found (dataset.videos)")
     out = []
     with labels.open(newline="") as f:
         for row in csv.DictReader(f):
@@ -169,6 +172,9 @@ def read_dataset(cfg: RunConfig, base: Path) -> tuple[list[DatasetVideo], Path]:
             out.append(DatasetVideo(vid, label, split, path))
     if not out:
         raise InputError(f"{labels}: no videos")
+    missing = [v.path for v in out if not v.path.exists()]
+    if len(missing) == len(out):
+        raise InputError(f"{labels}: none of its {len(out)} videos exists (the first: {missing[0]})")
     return out, gt
 
 
@@ -192,6 +198,7 @@ def run(config_path, stop_after: str | None = None, log=print, keep_model=None) 
     """
     from extractors.extractor import FeatureExtractor
     from mgfn.checkpoint import load_model
+    from mgfn.evaluate import resolve_device
     from mgfn.train import run_training
     from pipeline.extract import extract_videos
     from pipeline.report import write_report
@@ -204,6 +211,7 @@ def run(config_path, stop_after: str | None = None, log=print, keep_model=None) 
         raise InputError(f"workspace {cfg.workspace} is outside the config's folder (set allow_outside: true)")
     videos, gt_dir = read_dataset(cfg, base)
     ext_name, ext_args, train_cfg = cfg.resolve()     # validated by from_yaml, before any work starts
+    resolve_device(train_cfg.device)                  # so is train.device (extract's: by FeatureExtractor)
     check_writable(workspace, "workspace")            # a read-only workspace is refused before any work
     stages = Stages(workspace)
 
@@ -222,6 +230,11 @@ def run(config_path, stop_after: str | None = None, log=print, keep_model=None) 
         rec = stages.finish("extract", digest, extractor_id=extractor.extractor_id, done=len(done) + len(skipped),
                             failed=failed, features=str(store.dir))
         log(f"[extract] {len(done)} extracted, {len(skipped)} already done, {len(failed)} failed")
+        for vid, reason in failed[:FAILURES_SHOWN]:         # warnings: kept by --quiet too
+            log(f"[extract] warning: {vid} failed: {reason}")
+        if len(failed) > FAILURES_SHOWN:
+            log(f"[extract] warning: {len(failed) - FAILURES_SHOWN} more failed (every reason: "
+                f"{store.dir / 'manifest.jsonl'})")
     else:
         log(f"[extract] done before ({rec['extractor_id']}): skipped")
     extractor_id, failed_ids = rec["extractor_id"], {vid for vid, _ in rec["failed"]}
@@ -235,6 +248,12 @@ def run(config_path, stop_after: str | None = None, log=print, keep_model=None) 
     for split in ("train", "test"):
         rows = [(v.video_id, v.label, f"features/{extractor_id}/{v.video_id}.npy") for v in videos
                 if v.split == split and v.video_id not in failed_ids]
+        if not rows:
+            first = next(((vid, why) for vid, why in extract_failed
+                          if any(v.video_id == vid and v.split == split for v in videos)), None)
+            raise InputError(f"no {split} videos to train on: " + (
+                f"every one failed to extract (the first, {first[0]}: {first[1]})" if first else
+                f"{cfg.dataset['labels']} has none with split {split}"))
         lists[split] = _write_list(workspace / f"{split}.csv", rows)
     digest = _digest("train", extractor_id, asdict(train_cfg), lists["train"].read_text(), lists["test"].read_text())
     run_dir = workspace / "runs" / f"{cfg.name}-{digest}"

@@ -153,7 +153,8 @@ def build_extractor(recorded: dict, args, requested: str | None = None):
         resize=recorded["resize"], tail=recorded["tail"], clip_len=recorded["clip_len"], stride=recorded["stride"],
         fps=recorded.get("fps"), device=args.device, dtype=recorded["dtype"], batch_size=args.batch_size,
         crop_size=recorded.get("crop_size", 224))
-    check_same_extractor(recorded, extractor.config(), f"weights {weights}")
+    check_same_extractor(recorded, extractor.config(), f"weights {weights}" if weights else
+                         "the default weights (--weights W to choose)")
     return extractor
 
 
@@ -176,8 +177,16 @@ def _features_folder(path: Path, recorded: dict):
     return found
 
 
-def open_features(args, recorded: dict, videos: list[Path], requested: str | None = None):
-    """(store, extractor config, failed) with every video's features in the store, extracting what is missing."""
+def check_feature_dim(model, info: dict, model_path) -> None:
+    """The model reads features of the size the extractor (or feature folder) `info` gives, or a one-line refusal."""
+    if info.get("feature_dim") not in (None, model.config.feature_size):
+        raise InputError(f"{model_path} expects {model.config.feature_size}-d features, the extractor gives "
+                         f"{info['feature_dim']}-d")
+
+
+def open_features(args, recorded: dict, videos: list[Path], requested: str | None = None, model=None):
+    """(store, extractor config, failed) with every video's features in the store, extracting what is missing;
+    with `model`, a model that cannot read the extractor's features is refused before any extraction."""
     from pipeline.extract import extract_videos
     from pipeline.store import FeatureStore
 
@@ -185,6 +194,8 @@ def open_features(args, recorded: dict, videos: list[Path], requested: str | Non
         info = _features_folder(args.features, recorded)
         return FeatureStore(args.features.parent, args.features.name), info, []
     extractor = build_extractor(recorded, args, requested)
+    if model is not None:
+        check_feature_dim(model, extractor.config(), args.model)
     store = FeatureStore(args.store, extractor.extractor_id)
     store.write_extractor_info(extractor.config())
     _, _, failed = extract_videos(extractor, store, videos, show=not args.quiet)
@@ -203,9 +214,7 @@ def score_videos(model, store, info: dict, videos: list[Path], out: Path, thresh
     from pipeline.report import plot_scores
     from pipeline.store import video_id
 
-    if info.get("feature_dim") not in (None, model.config.feature_size):
-        raise InputError(f"{model_path} expects {model.config.feature_size}-d features, the extractor gives "
-                         f"{info['feature_dim']}-d")
+    check_feature_dim(model, info, model_path)
     stride = int(info.get("stride", 16))
     provenance = {"model": str(model_path), "extractor": info.get("name"), "extractor_id": info.get("extractor_id"),
                   "weights": (info.get("provenance") or {}).get("weights"),
@@ -309,16 +318,15 @@ def report_entries(out: Path, summaries: list[dict], events: dict | None = None)
 def main(args) -> int:
     from mgfn.atomic import check_writable
     from mgfn.checkpoint import load_model
+    from mgfn.evaluate import resolve_device
     from pipeline.report import write_report
 
     check_writable(args.out)                          # a read-only --out is refused before any work
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    model, ckpt = load_model(args.model, device=device)
+    model, ckpt = load_model(args.model, device=resolve_device(args.device))
     recorded = recorded_extractor(ckpt)
     requested = requested_extractor(args, model, recorded)
     videos, failed, sources = list_score_inputs(args.inputs)
-    store, info, unreadable = open_features(args, recorded, videos, requested)
+    store, info, unreadable = open_features(args, recorded, videos, requested, model)
     with store:
         summaries, missing, provenance = score_videos(model, store, info, videos, args.out, args.threshold,
                                                       args.model, skip={vid for vid, _ in unreadable}, ckpt=ckpt)

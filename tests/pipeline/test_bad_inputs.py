@@ -543,3 +543,68 @@ def test_a_store_folder_made_by_another_extractor_is_refused(trained, tmp_path):
     line = one_error(err, "mgfn score: error:")
     assert f"the model was trained on features {trained['info']['extractor_id']}, but --features" in line
     assert "(differs in: resize)" in line
+
+
+# -- the slips of a first hour (a newcomer's walk through the README) ------------------------------------------------
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.parametrize("command", ["train", "eval", "score"])
+def test_cuda_asked_for_without_cuda_is_one_line(trained, tmp_path, command):
+    if command == "train":
+        argv = [*train_args(trained, tmp_path / "run")]
+    elif command == "eval":
+        argv = ["eval", "--model", trained["model"], "--test", trained["test"], "--gt", trained["gt"]]
+    else:
+        video = write_video(tmp_path / "v.mp4", synthetic_frames(17))
+        argv = ["score", video, "--model", trained["model"], "--out", tmp_path / "scores", "--quiet"]
+    rc, out, err = run(*argv, "--device", "cuda")
+    assert rc == 2
+    assert one_error(err, f"mgfn {command}: error:").endswith("device 'cuda' asked for, but CUDA is not available here")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "scores").exists()
+
+
+def train_args(split: dict, out: Path) -> list:
+    return ["train", "--train", split["train"], "--test", split["test"], "--gt", split["gt"], "--out", out,
+            "--config", split["config"], "--epochs", 1, "--quiet"]
+
+
+@pytest.mark.parametrize("content", [b"not a model\n", bytes(range(256))])
+def test_a_file_that_is_not_a_checkpoint_says_so_without_torchs_advice(trained, tmp_path, content):
+    fake = tmp_path / "model.pt"
+    fake.write_bytes(content)
+    rc, out, err = run("eval", "--model", fake, "--test", trained["test"], "--gt", trained["gt"])
+    assert rc == 2
+    line = one_error(err, "mgfn eval: error:")
+    assert f"{fake}: not a PyTorch checkpoint (torch.load cannot read it: Unsupported operand" in line
+    assert "weights_only" not in line                  # torch's advice to load it unsafely is not passed on
+
+
+def test_a_run_folder_given_as_the_model_names_its_checkpoint(trained, tmp_path):
+    run_dir = trained["model"].parent
+    rc, out, err = run("eval", "--model", run_dir, "--test", trained["test"], "--gt", trained["gt"])
+    assert rc == 2
+    assert one_error(err, "mgfn eval: error:").endswith(f"{run_dir}: is a folder; a checkpoint is a .pt file: "
+                                                        f"did you mean {run_dir / 'best.pt'}?")
+
+
+def test_a_feature_folder_given_as_the_list_is_one_line(trained, tmp_path):
+    rc, out, err = train_with(trained, tmp_path / "run", train=trained["root"])
+    assert rc == 2 and not (tmp_path / "run").exists()
+    assert f"{trained['root']}: is a folder; a list is a file (CSV video_id,label[,path]" in one_error(
+        err, "mgfn train: error:")
+
+
+def test_score_refuses_a_model_of_another_feature_size_before_extracting(trained, tmp_path):
+    """A model trained on 12-d features that records the (stand-in, 8-d) extractor: refused before any video is
+    decoded, not after the extraction."""
+    other = make_split(tmp_path, 1, 12)
+    (other["root"] / "extractor.json").write_text(json.dumps(trained["info"]))
+    rc, out, err = run(*train_args(other, tmp_path / "run"))
+    assert rc == 0, err
+    video = write_video(tmp_path / "v.mp4", synthetic_frames(17))
+    rc, out, err = run("score", video, "--model", tmp_path / "run" / "best.pt", "--out", tmp_path / "scores",
+                       "--store", tmp_path / "store", "--weights", "random", "--device", "cpu", "--quiet")
+    assert rc == 2
+    dim = trained["info"]["feature_dim"]
+    assert f"best.pt expects 12-d features, the extractor gives {dim}-d" in one_error(err, "mgfn score: error:")
+    assert not (tmp_path / "store").exists() and not (tmp_path / "scores").exists()

@@ -209,3 +209,16 @@ def test_run_quiet_keeps_warnings_and_notes_only():
         log(line)
     assert kept == ["[extract] WARNING: random I3D weights (asked for)",
                     "[train] note: 3 abnormal training videos, fewer than the batch size"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["extrct", "videos"], "mgfn: error: unknown command 'extrct'; did you mean extract? (see mgfn --help)"),
+    (["extract", "videos", "--out", "o", "--cpus-per-worker", "2"],       # named by the command, not by `mgfn`
+     "mgfn extract: error: unrecognized arguments: --cpus-per-worker 2 (see mgfn extract --help)"),
+    (["train", "--train", "a.csv", "--test", "b.csv", "--gt", "g", "--out", "o", "--epoch", "3", "extra"],
+     "mgfn train: error: unrecognized arguments: extra (see mgfn train --help)"),
+])
+def test_a_mistyped_command_or_option_is_one_line_naming_the_command(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli(argv)
+    assert stop.value.code == 2 and capsys.readouterr().err == message + "\n"

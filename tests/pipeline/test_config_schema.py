@@ -221,3 +221,57 @@ def test_a_set_smaller_than_the_batch_trains_with_a_smaller_batch(tmp_path, caps
     assert cli(["train", "--train", str(one_class), "--test", str(test), "--gt", str(tmp_path / "gt"), "--out",
                 str(tmp_path / "c"), "--config", str(config), "--quiet"]) == 2
     assert one_line(capsys) == f"mgfn train: error: {one_class}: no abnormal videos to train on"
+
+
+# -- a run's dataset, checked before any work (the slips of a first hour) -------------------------------------------
+
+def write_run(root: Path, labels: list[tuple], videos: str = "videos", **train) -> Path:
+    (root / "videos" / "gt").mkdir(parents=True, exist_ok=True)
+    with (root / "labels.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("video_id", "label", "split", "path"), *labels])
+    config = copy.deepcopy(RUN)
+    config["dataset"]["videos"] = videos
+    config["train"].update(train)
+    config["train"]["model"]["dim_head"] = 32
+    path = root / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_misspelt_videos_folder_is_refused(tmp_path, capsys):
+    path = write_run(tmp_path, [("a", 1, "train", "videos/a.mp4")], videos="vidoes")
+    assert cli(["run", str(path)]) == 2
+    assert one_line(capsys) == f"mgfn run: error: {tmp_path / 'vidoes'}: videos folder not found (dataset.videos)"
+    assert not (tmp_path / "ws").exists()
+
+
+def test_labels_naming_no_video_that_exists_are_refused(tmp_path, capsys):
+    path = write_run(tmp_path, [("a", 1, "train", "videos/a.mp4"), ("b", 0, "test", "videos/b.mp4")])
+    assert cli(["run", str(path)]) == 2
+    assert one_line(capsys) == (f"mgfn run: error: {tmp_path / 'labels.csv'}: none of its 2 videos exists "
+                                f"(the first: {tmp_path / 'videos' / 'a.mp4'})")
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_train_device_cuda_without_cuda_is_refused_before_extracting(tmp_path, capsys):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"x")
+    path = write_run(tmp_path, [("a", 1, "train", "videos/a.mp4")], device="cuda")
+    assert cli(["run", str(path)]) == 2
+    assert one_line(capsys) == "mgfn run: error: device 'cuda' asked for, but CUDA is not available here"
+    assert not (tmp_path / "ws").exists()
+
+
+def test_when_every_training_video_fails_the_run_says_why(tmp_path, capsys):
+    (tmp_path / "videos").mkdir()
+    for name in ("a", "b", "c"):
+        (tmp_path / "videos" / f"{name}.mp4").write_text("not a video\n")
+    path = write_run(tmp_path, [("a", 1, "train", "videos/a.mp4"), ("b", 0, "train", "videos/b.mp4"),
+                                ("c", 1, "test", "videos/c.mp4")])
+    assert cli(["run", str(path), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    failed = [line for line in captured.out.splitlines() if " failed: " in line]      # warnings: kept by --quiet
+    assert [line.split(" failed: ")[0] for line in failed] == [f"[extract] warning: {v}" for v in "abc"], captured.out
+    (error,) = captured.err.strip().splitlines()
+    assert error.startswith("mgfn run: error: no train videos to train on: every one failed to extract (the first, a: ")

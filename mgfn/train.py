@@ -386,8 +386,9 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
         if checkpoints:
             save_checkpoint(last, model, optimizer=optimizer.state_dict(), epoch=epoch, best=best, rng=rng,
                             metrics=metrics, **extra)
+        saved = "  -> best.pt" if improved and checkpoints else ""
         log(f"epoch {epoch}/{cfg.epochs}  loss {losses['total']:.4f}  "
-            + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({train_s:.1f}s){'  -> best.pt' if improved and checkpoints else ''}")
+            + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({train_s:.1f}s){saved}")
     metrics_log.close()
     # best.pt holds best_epoch; best_value is best_metric there (with select=last, best["value"] is an epoch number
     # used only to compare epochs, so the value reported is the test metric of that final epoch)

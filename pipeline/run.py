@@ -251,7 +251,7 @@ def run(config_path, stop_after: str | None = None, log=print, keep_model=None) 
         if not rows:
             first = next(((vid, why) for vid, why in extract_failed
                           if any(v.video_id == vid and v.split == split for v in videos)), None)
-            raise InputError(f"no {split} videos to train on: " + (
+            raise InputError(f"no {split} videos left: " + (
                 f"every one failed to extract (the first, {first[0]}: {first[1]})" if first else
                 f"{cfg.dataset['labels']} has none with split {split}"))
         lists[split] = _write_list(workspace / f"{split}.csv", rows)

@@ -274,4 +274,4 @@ def test_when_every_training_video_fails_the_run_says_why(tmp_path, capsys):
     failed = [line for line in captured.out.splitlines() if " failed: " in line]      # warnings: kept by --quiet
     assert [line.split(" failed: ")[0] for line in failed] == [f"[extract] warning: {v}" for v in "abc"], captured.out
     (error,) = captured.err.strip().splitlines()
-    assert error.startswith("mgfn run: error: no train videos to train on: every one failed to extract (the first, a: ")
+    assert error.startswith("mgfn run: error: no train videos left: every one failed to extract (the first, a: ")

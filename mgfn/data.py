@@ -159,7 +159,8 @@ def load_features(path: Path, mmap: bool = True) -> np.ndarray:
     """One video's features as `[T, crops, D]` (a `[T, D]` file is one crop; per-crop files are stacked)."""
     files = crop_files(path)
     if files is None and not path.is_file():
-        raise InputError(f"{path}: feature file not found")
+        empty = path.parent.is_dir() and not any(path.parent.glob("*.npy"))
+        raise InputError(f"{path}: feature file not found" + (f" ({path.parent} holds no .npy files)" if empty else ""))
     arrays = []
     for file in files or [path]:
         try:

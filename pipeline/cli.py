@@ -11,21 +11,29 @@ import importlib
 import sys
 
 COMMANDS = {
-    # name: (module, one-line help)
+    # name: (module, one-line help), in the order of the work (mgfn --help lists them so)
     "extract": ("pipeline.extract", "extract I3D clip features from a folder of videos into a resumable feature store"),
     "train": ("mgfn.train", "train MGFN on cached features listed in a CSV (video_id,label,path)"),
     "eval": ("mgfn.evaluate", "evaluate a checkpoint on a test list: frame ROC-AUC, PR-AUC, AP, FAR"),
-    "import-checkpoint": ("mgfn.checkpoint", "convert the official mgfn_ucf.pkl state dict into our checkpoint format"),
+    "score": ("pipeline.score", "score videos frame by frame with a trained model: CSV, JSON, plots, HTML report"),
+    "run": ("pipeline.run", "run every stage for a dataset from one YAML, skipping what is already done"),
+    "demo": ("pipeline.demo", "run the embedded offline demo end to end"),
+    "data": ("pipeline.data_cli", "build train/test lists and ground truth for a dataset"),
+    "plot": ("pipeline.plot", "plots: a feature file, a run's training curves, a scored video"),
     "synth": ("mgfn.synthetic", "write a synthetic feature dataset with planted anomalies (CSV lists + ground truth)"),
     "synth-context": ("mgfn.synthetic_context",
                       "write a synthetic feature dataset where only the order of clips makes them anomalous"),
     "export": ("mgfn.export", "write a trained I3D-LSTM's encoder outputs as a feature set of their own"),
-    "score": ("pipeline.score", "score videos frame by frame with a trained model: CSV, JSON, plots, HTML report"),
-    "run": ("pipeline.run", "run every stage for a dataset from one YAML, skipping what is already done"),
-    "plot": ("pipeline.plot", "plots: a feature file, a run's training curves, a scored video"),
-    "demo": ("pipeline.demo", "run the embedded offline demo end to end"),
-    "data": ("pipeline.data_cli", "build train/test lists and ground truth for a dataset"),
+    "import-checkpoint": ("mgfn.checkpoint", "convert the official mgfn_ucf.pkl state dict into our checkpoint format"),
 }
+
+
+EXAMPLE = """\
+start with `mgfn demo` (offline, 2-3 minutes on a CPU), then, for videos of your own:
+  mgfn extract VIDEOS/ --out features/            # I3D features, resumable
+  mgfn run my.yaml                                # every stage from one config (copy configs/run/example.yaml)
+  mgfn score new.mp4 --model run/best.pt --out scores/
+`mgfn COMMAND --help` for each command's options; README.md for the rest."""
 
 
 # ------------------------------------------------------------------ options shared by the commands, worded once
@@ -72,6 +80,10 @@ def add_dtype_argument(parser: argparse.ArgumentParser, default: str | None = "f
     parser.add_argument("--dtype", choices=DTYPES, default=default, help=help)
     if amp_alias:
         parser.add_argument("--amp", dest="dtype", choices=tuple(AMP_DTYPES), action=_AmpAlias, help=argparse.SUPPRESS)
+
+
+class _TopHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """`mgfn --help`: the example under the commands as written, line by line."""
 
 
 def _use_formatter(parser: argparse.ArgumentParser) -> None:
@@ -126,7 +138,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = Parser(prog="mgfn", description="Video anomaly detection with I3D features and MGFN.")
+    parser = Parser(prog="mgfn", description="Video anomaly detection with I3D features and MGFN.", epilog=EXAMPLE)
     parser.add_argument("--version", action="store_true", help="print the version (and git commit) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.commands = {}
@@ -135,6 +147,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if name == command:  # only the chosen command's module is imported
             importlib.import_module(module).add_arguments(p)
     _use_formatter(parser)
+    parser.formatter_class = _TopHelpFormatter      # its example keeps its lines
     return parser
 
 

@@ -608,3 +608,12 @@ def test_score_refuses_a_model_of_another_feature_size_before_extracting(trained
     dim = trained["info"]["feature_dim"]
     assert f"best.pt expects 12-d features, the extractor gives {dim}-d" in one_error(err, "mgfn score: error:")
     assert not (tmp_path / "store").exists() and not (tmp_path / "scores").exists()
+
+
+def test_a_list_pointed_at_an_empty_feature_folder_says_it_is_empty(trained, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, out, err = run("train", "--train", trained["train"], "--test", trained["test"], "--gt", trained["gt"],
+                       "--features", empty, "--out", tmp_path / "run", "--config", trained["config"], "--quiet")
+    assert rc == 2 and not (tmp_path / "run").exists()
+    assert f"({empty} holds no .npy files)" in one_error(err, "mgfn train: error:")

@@ -222,3 +222,11 @@ def test_a_mistyped_command_or_option_is_one_line_naming_the_command(argv, messa
     with pytest.raises(SystemExit) as stop:
         cli(argv)
     assert stop.value.code == 2 and capsys.readouterr().err == message + "\n"
+
+
+def test_top_help_lists_the_commands_in_the_order_of_the_work_and_keeps_its_example():
+    text = build_parser().format_help()
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("    ") and not line.startswith("     ")]
+    assert listed[:6] == ["extract", "train", "eval", "score", "run", "demo"]
+    assert "\n  mgfn extract VIDEOS/ --out features/ " in text                 # one example command a line
+    assert "\n  mgfn score new.mp4 --model run/best.pt --out scores/\n" in text

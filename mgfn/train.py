@@ -291,6 +291,11 @@ def run_training(train_list, test_list, gt_dir, run_dir, cfg: TrainConfig, resum
         log(f"note: {counts[smallest]} {smallest} training videos, fewer than the batch size {cfg.batch_size}; "
             f"using batch size {counts[smallest]}")
         cfg = replace(cfg, batch_size=counts[smallest])
+    test_labels = {e.label for e in test_entries}
+    if cfg.select == "test" and test_labels != {0, 1}:
+        missing = "abnormal" if 1 not in test_labels else "normal"
+        raise InputError(f"{test_list}: no {missing} test videos, so no frame AUC to choose best.pt by "
+                         "(--select test); add some, or train with --select last")
     test_set = TestSet(test_entries)
     truth = align_ground_truth(gt_dir, [e.video_id for e in test_entries], [e.label for e in test_entries],
                                test_set.clip_counts(), cfg.frames_per_snippet)

@@ -53,17 +53,32 @@ def build(dataset: str, src: Sources, out: Path, link: str = "hard") -> Report:
     return write_dataset(dataset_module(dataset).load(src), out, link, src.layout)
 
 
-def print_report(report: Report, out: Path, file=None) -> None:
+def print_report(report: Report, out: Path, file=None, dataset: str = "") -> None:
     file = file or sys.stdout                 # looked up per call: a default bound at import outlives a redirect
     for split in ("train", "test"):
         c = report.counts.get(split, {0: 0, 1: 0})
         print(f"{split}: {c[1] + c[0]} videos ({c[1]} abnormal, {c[0]} normal) -> {out / (split + '.csv')}", file=file)
-    for title, names in (("without a feature file (left out)", report.missing_features),
-                         ("in the test split without a frame count (left out)", report.missing_frame_counts),
-                         ("abnormal test videos without frame labels", report.no_truth)):
+    if report.labels is not None:
+        print(f"videos for `mgfn run` -> {report.labels} (dataset.labels) and {out / 'gt'} (dataset.gt)", file=file)
+    if not report.with_features:
+        print(f"note: no --features, so {out / 'train.csv'} and test.csv name no feature files: `mgfn run` a config "
+              "whose dataset is the labels.csv above (it extracts), or `mgfn extract` the videos and run this again "
+              "with --features FOLDER", file=file)
+    for title, names in (("video(s) without a feature file (left out)", report.missing_features),
+                         ("test video(s) without a frame count (left out)", report.missing_frame_counts),
+                         ("abnormal test video(s) without frame labels (training and `mgfn run` need them: "
+                          "--annotation, or move them to train)", report.no_truth)):
         if names:
-            print(f"warning: {len(names)} videos {title}: {', '.join(names[:10])}"
+            print(f"warning: {len(names)} {title}: {', '.join(names[:10])}"
                   + (" …" if len(names) > 10 else ""), file=sys.stderr)
+    for split in ("train", "test"):
+        c = report.counts.get(split, {0: 0, 1: 0})
+        missing = [name for label, name in ((1, "abnormal"), (0, "normal")) if c[label] == 0]
+        if missing:
+            hint = (" (every annotated video goes to test: annotate fewer, or use train/ and test/ subfolders)"
+                    if dataset == "folders" else "")
+            print(f"warning: no {' or '.join(missing)} {split} videos: training needs both in each split{hint}",
+                  file=sys.stderr)
     for line in report.mismatches:
         print(f"warning: ground truth off by more than one clip: {line}", file=sys.stderr)
 
@@ -87,5 +102,5 @@ def main(args) -> int:
         raise InputError("--out DIR is required (or --stats alone)")
     out = Path(args.out)
     report = build(args.dataset, src, out, args.link)
-    print_report(report, out)
+    print_report(report, out, dataset=args.dataset)
     return 0

@@ -346,7 +346,7 @@ def run(config_path, stop_after: str | None = None, log=print, keep_model=None) 
         log(f"[report] {report_path}{note}")
     else:
         log(f"[report] done before: {rec['report']}")
-    return rec
+    return {**rec, "model": str(model_path)}      # what `mgfn score` takes next
 
 
 def localisation(masks: list[np.ndarray], preds: list[np.ndarray], clip: int = 16) -> dict:
@@ -389,7 +389,7 @@ def main(args) -> int:
     stage = rec.get("stage")
     if stage == "report":
         auc = rec.get("frame_auc")
-        print((f"frame AUC {auc:.3f}; " if auc is not None else "") + f"report {rec['report']}")
+        print((f"frame AUC {auc:.3f}; " if auc is not None else "") + f"model {rec['model']}; report {rec['report']}")
     else:                                          # --stop-after: where that stage's output went
         where = {"extract": f"features in {rec.get('features') or rec.get('extractor_id')}",
                  "train": f"model {rec.get('model')}",

@@ -40,6 +40,7 @@ class Video:
     num_frames: int | None = None                # the annotation's frame count, when it gives one
     feature: Path | None = None                  # found in the feature folder
     spans: list[list[int]] | None = None         # frames [a, b) of each feature row, when rows are not clips
+    source: Path | None = None                   # the video file or frame folder, when the adapter reads videos
 
 
 @dataclass
@@ -66,6 +67,8 @@ class Report:
     missing_frame_counts: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
     no_truth: list[str] = field(default_factory=list)
+    labels: Path | None = None                   # OUT/labels.csv for `mgfn run`, when the videos themselves are known
+    with_features: bool = False                  # the lists name feature files
 
 
 def list_entry_id(line: str) -> str:
@@ -211,6 +214,14 @@ def write_dataset(videos: list[Video], out: Path, link: str = "hard", layout: st
             w = csv.writer(f)
             w.writerow(["video_id", "label", "path", "classes"])
             w.writerows(rows)
+    report.with_features = any(v.feature is not None for v in videos)
+    if any(v.source is not None for v in videos):    # `mgfn run`'s dataset: the videos, paths relative to OUT
+        report.labels = out / "labels.csv"
+        with atomic_open(report.labels, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["video_id", "label", "split", "path"])
+            w.writerows((v.video_id, v.label, v.split, Path(os.path.relpath(v.source.resolve(), out.resolve())).as_posix())
+                        for v in videos if v.source is not None)
     return report
 
 
@@ -222,7 +233,22 @@ def _relative_feature(feature: Path, out: Path, link: str) -> str:
     (out / "features").mkdir(exist_ok=True)
     for f in _feature_files(feature):
         _link(f, out / "features" / f.name, link)
+    _keep_extractor_info(feature.parent, out / "features")
     return f"features/{feature.name}"
+
+
+def _keep_extractor_info(src: Path, dst: Path) -> None:
+    """An `mgfn extract` store's `extractor.json` goes with its linked features, so a model trained on them records
+    what made them (and `mgfn score` extracts new videos the same way)."""
+    info = src / "extractor.json"
+    if not info.is_file():
+        return
+    kept = dst / "extractor.json"
+    if not kept.is_file():
+        write_text(kept, info.read_text())
+    elif kept.read_text() != info.read_text():
+        raise InputError(f"{src}: features of another extractor than those already in {dst} (their extractor.json "
+                         f"differs): one dataset's features come from one extractor; use another --out, or remove {dst}")
 
 
 def _write_truth(v: Video, gt: Path, report: Report) -> None:

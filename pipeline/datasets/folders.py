@@ -2,8 +2,9 @@
 frame folders, with optional frame labels per video.
 
 Annotation (optional): a folder of `<id>.json` / `<id>.npy` ground truth, or a text file of `id s1 e1 [s2 e2 …]`
-lines. Without train/ and test/ subfolders, every annotated video and a `test_fraction` share of each label's
-remaining videos go to test.
+lines. Without train/ and test/ subfolders, every annotated video and a `test_fraction` share of the unannotated
+normal videos go to test; unannotated abnormal videos stay in train (an abnormal test video without frame labels
+could not be evaluated, and training refuses it).
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from pipeline.store import video_id
 class FoldersSettings:
     """`adapter:` in configs/datasets/folders.yaml."""
 
-    test_fraction: float = setting(0.3, min=0, max=1, help="without train/ and test/: the share of each label's "
-                                                            "unannotated videos that goes to test")
+    test_fraction: float = setting(0.3, min=0, max=1, help="without train/ and test/: the share of the unannotated "
+                                                            "normal videos that goes to test")
 
 
 SETTINGS = FoldersSettings     # what DatasetConfig checks `adapter:` against
@@ -75,22 +76,22 @@ def load(src: Sources) -> list[Video]:
     root = Path(src.root)
     truth = read_annotation(src.annotation) if src.annotation else {}
     fraction = float((src.config or {}).get("test_fraction", FoldersSettings.test_fraction))
-    entries: list[tuple[str, int, str | None]] = []
+    entries: list[tuple[str, int, str, Path]] = []
     if (root / "train").is_dir() or (root / "test").is_dir():
         for split in ("train", "test"):
             if (root / split).is_dir():
                 for label, folder in _label_folders(root / split).items():
-                    entries += [(video_id(p), label, split) for p in find_videos(folder)]
+                    entries += [(video_id(p), label, split, p) for p in find_videos(folder)]
     else:
         for label, folder in _label_folders(root).items():
-            ids = [video_id(p) for p in find_videos(folder)]
-            rest = [v for v in ids if v not in truth]
+            paths = {video_id(p): p for p in find_videos(folder)}
+            rest = [v for v in paths if v not in truth] if label == 0 else []   # abnormal: only annotated to test
             chosen = {v for i, v in enumerate(rest) if int((i + 1) * fraction + 0.5) > int(i * fraction + 0.5)}
-            entries += [(v, label, "test" if v in truth or v in chosen else "train") for v in ids]
+            entries += [(v, label, "test" if v in truth or v in chosen else "train", p) for v, p in paths.items()]
     videos = []
-    for vid, label, split in entries:
+    for vid, label, split, path in entries:
         t = truth.get(vid, {}) if split == "test" else {}
         videos.append(Video(vid, label, split, ["abnormal"] if label else [], events=t.get("events"),
-                            mask=t.get("mask"), num_frames=t.get("num_frames")))
+                            mask=t.get("mask"), num_frames=t.get("num_frames"), source=path))
     attach_features(videos, src.features)
     return videos

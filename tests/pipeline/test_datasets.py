@@ -247,3 +247,67 @@ def test_rtfm_named_features_from_extract_import_with_rtfm_lists_and_train(tiny,
     summary = run_training(lists / "train.csv", lists / "test.csv", lists / "gt", tmp_path / "run", cfg,
                            progress=False, log=lambda *_: None)
     assert summary["best_epoch"] == 1 and 0.0 <= summary["final"]["auc"] <= 1.0
+
+
+def test_folders_of_videos_give_mgfn_run_its_labels_and_say_what_is_missing(tmp_path, capsys):
+    """`mgfn data folders` on videos alone (no --features): OUT/labels.csv, whose paths lead `mgfn run` back to the
+    videos, and OUT/gt; it says that the lists name no features, and warns when a split lacks a class."""
+    import yaml
+
+    from pipeline.run import RunConfig, read_dataset
+
+    root = tmp_path / "myvideos"
+    for label, names in (("normal", ["n1", "n2", "n3"]), ("abnormal", ["a1", "a2"])):
+        (root / label).mkdir(parents=True)
+        for n in names:
+            (root / label / f"{n}.mp4").write_bytes(b"x")
+    gt = tmp_path / "mygt"
+    gt.mkdir()
+    for n in ("a1", "a2"):                              # every abnormal video annotated: all of them go to test
+        (gt / f"{n}.json").write_text(json.dumps({"num_frames": 40, "events": [[3, 9]]}))
+    out = tmp_path / "mydata"
+    assert cli(["data", "folders", "--root", str(root), "--annotation", str(gt), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"videos for `mgfn run` -> {out / 'labels.csv'} (dataset.labels) and {out / 'gt'} (dataset.gt)" in captured.out
+    assert "note: no --features" in captured.out
+    assert "warning: no abnormal train videos: training needs both in each split (every annotated video goes to " \
+           "test" in captured.err
+    labels = {r["video_id"]: r for r in rows(out / "labels.csv")}
+    assert {v: (r["label"], r["split"]) for v, r in labels.items()} == {
+        "n1": ("0", "train"), "n2": ("0", "test"), "n3": ("0", "train"), "a1": ("1", "test"), "a2": ("1", "test")}
+    assert labels["a1"]["path"] == "../myvideos/abnormal/a1.mp4"
+    assert (out / "gt" / "a1.json").is_file()
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"name": "mine", "workspace": "ws", "dataset": {
+        "videos": "myvideos", "labels": "mydata/labels.csv", "gt": "mydata/gt"},
+        "extractor": {"name": "i3d_r50_rtfm", "weights": "random", "crops": 1}}))
+    cfg, base = RunConfig.from_yaml(config)
+    videos, gt_dir = read_dataset(cfg, base)
+    assert {v.video_id: v.path for v in videos}["a1"] == (root / "abnormal" / "a1.mp4").resolve()
+    assert gt_dir == (out / "gt").resolve()
+
+
+def test_linked_features_keep_their_extractor_record(tmp_path):
+    """Features of an `mgfn extract` store linked into OUT/features/ take its extractor.json along, so a model
+    trained on the lists records what made its features (and `mgfn score` can extract new videos the same way)."""
+    from mgfn.errors import InputError
+    from mgfn.train import feature_provenance
+
+    root = tmp_path / "videos"
+    for label, names in (("normal", ["n1", "n2"]), ("abnormal", ["a1", "a2"])):
+        (root / label).mkdir(parents=True)
+        for n in names:
+            (root / label / f"{n}.mp4").write_bytes(b"")
+    store = tmp_path / "store" / "i3d_r50_rtfm-random-0123456789"
+    write_features(store, {n: 3 for n in ["n1", "n2", "a1", "a2"]}, suffix="")
+    info = {"extractor_id": "i3d_r50_rtfm-random-0123456789", "name": "i3d_r50_rtfm", "feature_dim": 2048}
+    (store / "extractor.json").write_text(json.dumps(info))
+    out = tmp_path / "out"
+    build("folders", Sources(root=root, features=store, config={"test_fraction": 0.5}), out)
+    assert json.loads((out / "features" / "extractor.json").read_text()) == info
+    assert feature_provenance(read_csv_list(out / "train.csv")) == {"extractor": info}
+
+    (store / "extractor.json").write_text(json.dumps({**info, "extractor_id": "other"}))
+    with pytest.raises(InputError, match="features of another extractor than those already in"):
+        build("folders", Sources(root=root, features=store, config={"test_fraction": 0.5}), out)

@@ -85,7 +85,7 @@ def finished(tmp_path_factory):
     return config, root / "ws"
 
 
-def test_run_leaves_every_stage_output(finished):
+def test_run_leaves_every_stage_output(finished, capsys):
     config, ws = finished
     stages = {p.stem: json.loads(p.read_text()) for p in (ws / "stages").glob("*.json")}
     assert set(stages) == {"extract", "train", "score", "report"}
@@ -93,7 +93,10 @@ def test_run_leaves_every_stage_output(finished):
     assert len(list((ws / "scores").rglob("*.csv"))) == 4
     # a second run does nothing again
     before = {p: p.stat().st_mtime_ns for p in ws.rglob("*") if p.is_file()}
+    capsys.readouterr()
     assert cli(["run", str(config)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]       # names the model `mgfn score` takes next
+    assert f"; model {stages['train']['model']}; report {ws / 'report.html'}" in last
     after = {p: p.stat().st_mtime_ns for p in ws.rglob("*") if p.is_file() and "tb" not in p.parts}
     changed = [p for p, t in after.items() if p in before and before[p] != t]
     assert not changed, changed

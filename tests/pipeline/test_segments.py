@@ -156,7 +156,7 @@ def test_sultani32_writes_one_crop_features_and_spans_for_eval(sultani_set, caps
     s = sultani_set
     assert cli(data_args(s, "--frame-counts", str(s["counts"]))) == 0
     err = capsys.readouterr().err
-    assert "1 videos in the test split without a frame count (left out): Burglary018_x264" in err
+    assert "1 test video(s) without a frame count (left out): Burglary018_x264" in err
     test = read_csv_list(s["out"] / "test.csv")
     train = read_csv_list(s["out"] / "train.csv")
     assert [e.video_id for e in test] == list(FRAMES)

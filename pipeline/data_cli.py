@@ -61,9 +61,9 @@ def print_report(report: Report, out: Path, file=None, dataset: str = "") -> Non
     if report.labels is not None:
         print(f"videos for `mgfn run` -> {report.labels} (dataset.labels) and {out / 'gt'} (dataset.gt)", file=file)
     if not report.with_features:
-        print(f"note: no --features, so {out / 'train.csv'} and test.csv name no feature files: `mgfn run` a config "
-              "whose dataset is the labels.csv above (it extracts), or `mgfn extract` the videos and run this again "
-              "with --features FOLDER", file=file)
+        run = "`mgfn run` a config whose dataset is the labels.csv above (it extracts), or " if report.labels else ""
+        print(f"note: no --features, so {out / 'train.csv'} and test.csv name no feature files: {run}`mgfn extract` "
+              "the videos and run this again with --features FOLDER", file=file)
     for title, names in (("video(s) without a feature file (left out)", report.missing_features),
                          ("test video(s) without a frame count (left out)", report.missing_frame_counts),
                          ("abnormal test video(s) without frame labels (training and `mgfn run` need them: "

@@ -217,11 +217,11 @@ def write_dataset(videos: list[Video], out: Path, link: str = "hard", layout: st
     report.with_features = any(v.feature is not None for v in videos)
     if any(v.source is not None for v in videos):    # `mgfn run`'s dataset: the videos, paths relative to OUT
         report.labels = out / "labels.csv"
+        relative = lambda p: Path(os.path.relpath(p.resolve(), out.resolve())).as_posix()  # noqa: E731
         with atomic_open(report.labels, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["video_id", "label", "split", "path"])
-            w.writerows((v.video_id, v.label, v.split, Path(os.path.relpath(v.source.resolve(), out.resolve())).as_posix())
-                        for v in videos if v.source is not None)
+            w.writerows((v.video_id, v.label, v.split, relative(v.source)) for v in videos if v.source is not None)
     return report
 
 

@@ -278,8 +278,9 @@ def test_when_every_training_video_fails_the_run_says_why(tmp_path, capsys):
 
 
 def test_a_test_list_of_one_class_cannot_choose_best_on_test(tmp_path, capsys):
-    """No abnormal test video: no frame AUC, so `--select test` (the default) is refused before training instead
-    of ending with exit 0 and no best.pt; `--select last` trains and keeps the last epoch."""
+    """No abnormal test video: no frame AUC, so `--select test` (the reference recipe's) is refused before training
+    instead of ending with exit 0 and no best.pt; `--select last` (the default recipe's) trains and keeps the last
+    epoch."""
     (tmp_path / "gt").mkdir()
     train = write_set(tmp_path, 4, 4, "tr")
     test = write_set(tmp_path, 2, 0, "te", gt=tmp_path / "gt")
@@ -287,9 +288,10 @@ def test_a_test_list_of_one_class_cannot_choose_best_on_test(tmp_path, capsys):
     config.write_text("epochs: 1\nmodel: {dims: [32, 64, 128], depths: [1, 1, 1], dim_head: 32}\n")
     argv = ["train", "--train", str(train), "--test", str(test), "--gt", str(tmp_path / "gt"), "--config", str(config),
             "--batch-size", "2", "--quiet"]
-    assert cli([*argv, "--out", str(tmp_path / "a")]) == 2
+    assert cli([*argv, "--out", str(tmp_path / "a"), "--select", "test"]) == 2
     assert one_line(capsys) == (f"mgfn train: error: {test}: no abnormal test videos, so no frame AUC to choose "
                                 "best.pt by (--select test); add some, or train with --select last")
     assert not (tmp_path / "a").exists()
-    assert cli([*argv, "--out", str(tmp_path / "b"), "--select", "last"]) == 0
+    assert cli([*argv, "--out", str(tmp_path / "b")]) == 0                        # the default recipe: last
     assert (tmp_path / "b" / "best.pt").is_file()
+    assert yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())["select"] == "last"

@@ -75,10 +75,11 @@ def print_report(report: Report, out: Path, file=None, dataset: str = "") -> Non
         c = report.counts.get(split, {0: 0, 1: 0})
         missing = [name for label, name in ((1, "abnormal"), (0, "normal")) if c[label] == 0]
         if missing:
+            why = ("training needs both" if split == "train" else
+                   "no frame AUC on the test set (training keeps its last epoch; --select test is refused)")
             hint = (" (every annotated video goes to test: annotate fewer, or use train/ and test/ subfolders)"
-                    if dataset == "folders" else "")
-            print(f"warning: no {' or '.join(missing)} {split} videos: training needs both in each split{hint}",
-                  file=sys.stderr)
+                    if dataset == "folders" and split == "train" else "")
+            print(f"warning: no {' or '.join(missing)} {split} videos: {why}{hint}", file=sys.stderr)
     for line in report.mismatches:
         print(f"warning: ground truth off by more than one clip: {line}", file=sys.stderr)
 

@@ -400,10 +400,10 @@ def trained(tiny_model, tmp_path_factory):
     return {**split, "rows": rows, "model": root / "run" / "best.pt", "info": info}
 
 
-def train_with(split: dict, out: Path, **replace) -> tuple[int, str, str]:
+def train_with(split: dict, out: Path, *extra, **replace) -> tuple[int, str, str]:
     files = {**split, **replace}
     return run("train", "--train", files["train"], "--test", files["test"], "--gt", files["gt"], "--out", out,
-               "--config", files["config"], "--epochs", 1, "--quiet")
+               "--config", files["config"], "--epochs", 1, "--quiet", *extra)
 
 
 BAD_FEATURES = {
@@ -551,21 +551,17 @@ def test_a_store_folder_made_by_another_extractor_is_refused(trained, tmp_path):
 @pytest.mark.parametrize("command", ["train", "eval", "score"])
 def test_cuda_asked_for_without_cuda_is_one_line(trained, tmp_path, command):
     if command == "train":
-        argv = [*train_args(trained, tmp_path / "run")]
+        rc, out, err = train_with(trained, tmp_path / "run", "--device", "cuda")
     elif command == "eval":
-        argv = ["eval", "--model", trained["model"], "--test", trained["test"], "--gt", trained["gt"]]
+        rc, out, err = run("eval", "--model", trained["model"], "--test", trained["test"], "--gt", trained["gt"],
+                           "--device", "cuda")
     else:
         video = write_video(tmp_path / "v.mp4", synthetic_frames(17))
-        argv = ["score", video, "--model", trained["model"], "--out", tmp_path / "scores", "--quiet"]
-    rc, out, err = run(*argv, "--device", "cuda")
+        rc, out, err = run("score", video, "--model", trained["model"], "--out", tmp_path / "scores", "--quiet",
+                           "--device", "cuda")
     assert rc == 2
     assert one_error(err, f"mgfn {command}: error:").endswith("device 'cuda' asked for, but CUDA is not available here")
     assert not (tmp_path / "run").exists() and not (tmp_path / "scores").exists()
-
-
-def train_args(split: dict, out: Path) -> list:
-    return ["train", "--train", split["train"], "--test", split["test"], "--gt", split["gt"], "--out", out,
-            "--config", split["config"], "--epochs", 1, "--quiet"]
 
 
 @pytest.mark.parametrize("content", [b"not a model\n", bytes(range(256))])
@@ -599,7 +595,7 @@ def test_score_refuses_a_model_of_another_feature_size_before_extracting(trained
     decoded, not after the extraction."""
     other = make_split(tmp_path, 1, 12)
     (other["root"] / "extractor.json").write_text(json.dumps(trained["info"]))
-    rc, out, err = run(*train_args(other, tmp_path / "run"))
+    rc, out, err = train_with(other, tmp_path / "run")
     assert rc == 0, err
     video = write_video(tmp_path / "v.mp4", synthetic_frames(17))
     rc, out, err = run("score", video, "--model", tmp_path / "run" / "best.pt", "--out", tmp_path / "scores",
